@@ -1,0 +1,60 @@
+# gpuhub — see README.md. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+PYTHON ?= python3
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+# Molecule scenarios `make test` runs, in order (the demo scenario is not a test).
+SCENARIOS ?= docker
+DEMO_SCENARIO := demo
+TESTHOST_ENV := eval "$$(molecule/testhost/env.sh)"
+
+.PHONY: help bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+bootstrap: $(VENV)/.installed ## Create .venv with the pinned toolchain (requirements-dev.txt)
+
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+deploy: bootstrap ## Converge the hosts in inventory/ (default: this machine) with site.yml
+	$(BIN)/ansible-playbook site.yml -i inventory
+
+lint: bootstrap ## yamllint, ansible-lint (production profile), ruff
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --profile production
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+pytest: bootstrap ## Unit tests and playbook checks (no test hosts)
+	$(BIN)/pytest
+
+test-quick: lint pytest ## Everything but Molecule: for local loops
+
+testhost: ## Build (or reuse) the systemd Debian 12 test-host image
+	molecule/testhost/build.sh
+
+molecule: bootstrap testhost ## Every Molecule scenario in SCENARIOS
+	$(TESTHOST_ENV); for s in $(SCENARIOS); do echo "=== molecule test -s $$s"; $(BIN)/molecule test -s $$s; done
+
+test: test-quick molecule ## The full suite: lint, pytest, every Molecule scenario
+
+demo: bootstrap testhost ## Converge site.yml into a throwaway test-host container
+	$(TESTHOST_ENV); $(BIN)/molecule converge -s $(DEMO_SCENARIO)
+	@molecule/demo/info.sh
+
+demo-clean: bootstrap ## Remove the demo container
+	$(TESTHOST_ENV); $(BIN)/molecule destroy -s $(DEMO_SCENARIO)
+
+clean: ## Remove the virtualenv and caches (not the test-host image)
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

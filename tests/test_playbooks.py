@@ -1,0 +1,80 @@
+"""Entry points parse, and bad input stops a run before any host changes.
+
+Every run here uses --check against the default inventory (this machine), so even on a
+real systemd host nothing is changed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import PlaybookRunner
+
+RECAP = re.compile(r"^\S+\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", re.M)
+
+
+def recap(output: str) -> tuple[int, int]:
+    """(changed, failed) summed over the hosts in a PLAY RECAP."""
+    rows = RECAP.findall(output)
+    assert rows, f"no PLAY RECAP in:\n{output}"
+    return sum(int(c) for c, _ in rows), sum(int(f) for _, f in rows)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("site.yml", "-i", "inventory"),
+        ("users.yml", "-e", "user=alice"),
+    ],
+)
+def test_entry_points_pass_syntax_check(ansible_playbook: PlaybookRunner, args: tuple) -> None:
+    result = ansible_playbook(*args, "--syntax-check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bad_package_source_fails_at_preflight(ansible_playbook: PlaybookRunner) -> None:
+    result = ansible_playbook(
+        "site.yml", "-i", "inventory", "--check", "-e", "docker_package_source=foo"
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "value of docker_package_source must be one of: upstream, distro, got: foo" in out
+    assert "PLAY [Docker engine]" not in out, "a play after preflight started"
+    assert recap(out) == (0, 1)
+
+
+def test_missing_docker_user_is_named(ansible_playbook: PlaybookRunner) -> None:
+    result = ansible_playbook(
+        "site.yml", "-i", "inventory", "--check", "-e", '{"docker_users": ["no-such-user-x"]}'
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "docker_users lists accounts that do not exist" in out
+    assert "no-such-user-x" in out
+    assert recap(out)[0] == 0
+
+
+@pytest.mark.skipif(
+    Path("/proc/1/comm").read_text().strip() == "systemd",
+    reason="this machine runs systemd, so it is a valid target",
+)
+def test_deploy_on_a_machine_without_systemd_points_to_demo(
+    ansible_playbook: PlaybookRunner,
+) -> None:
+    result = ansible_playbook("site.yml", "-i", "inventory", "--check")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "does not run systemd as PID 1" in out
+    assert "make demo" in out
+    assert recap(out) == (0, 1)
+
+
+@pytest.mark.parametrize("name", ["Alice", "../etc", "a b", "", "-x", "a/b"])
+def test_users_rejects_bad_names(ansible_playbook: PlaybookRunner, name: str) -> None:
+    result = ansible_playbook("users.yml", "--check", "-e", json.dumps({"user": name}))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Set `-e user=NAME`" in out
