@@ -36,8 +36,11 @@ lint: bootstrap ## yamllint, ansible-lint (production profile), ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+REPORTS := .cache/reports
+
 pytest: bootstrap ## Unit tests and playbook checks (no test hosts)
-	$(BIN)/pytest
+	mkdir -p $(REPORTS)
+	$(BIN)/pytest --junitxml=$(REPORTS)/pytest.xml
 
 test-quick: lint pytest ## Everything but Molecule: for local loops
 
@@ -45,7 +48,9 @@ testhost: ## Build (or reuse) the systemd Debian 12 test-host image
 	molecule/testhost/build.sh
 
 molecule: bootstrap testhost ## Every Molecule scenario in SCENARIOS
-	$(TESTHOST_ENV); for s in $(SCENARIOS); do echo "=== molecule test -s $$s"; $(BIN)/molecule test -s $$s; done
+	mkdir -p $(REPORTS); rm -f $(REPORTS)/molecule-*.passed
+	$(TESTHOST_ENV); for s in $(SCENARIOS); do \
+	  echo "=== molecule test -s $$s"; $(BIN)/molecule test -s $$s; touch $(REPORTS)/molecule-$$s.passed; done
 
 test: test-quick molecule ## The full suite: lint, pytest, every Molecule scenario
 
