@@ -1,0 +1,105 @@
+"""Turn the settings file into JupyterHub, authenticator and spawner configuration."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .settings import Settings, load
+
+DEFAULT_SETTINGS = "/srv/jupyterhub/config/settings.yaml"
+WORKSHOP_WARNING = (
+    "WORKSHOP MODE: any user name logs in WITHOUT A PASSWORD and gets a server. "
+    "Use it only for a short event on a network you trust, then switch auth.mode back to native."
+)
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
+log = logging.getLogger("gpuhub")
+
+
+def _secret(path: str) -> str:
+    try:
+        value = Path(path).read_text().strip()
+    except OSError as err:
+        raise RuntimeError(f"cannot read secret {path}: {err.strerror}") from None
+    if not value:
+        raise RuntimeError(f"secret {path} is empty")
+    return value
+
+
+def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
+    """Set traitlets on JupyterHub's config object `c` from `settings`."""
+    hub, auth, culler, spawner = settings.hub, settings.auth, settings.culler, settings.spawner
+
+    c.JupyterHub.base_url = hub.base_url
+    c.JupyterHub.hub_bind_url = hub.hub_bind_url
+    c.JupyterHub.hub_connect_url = hub.hub_connect_url
+    c.JupyterHub.db_url = hub.db_url
+    c.JupyterHub.cookie_secret_file = hub.cookie_secret_file
+    c.JupyterHub.log_level = hub.log_level
+    # The proxy runs in its own container: restarting the hub drops no connection and
+    # keeps every user server running.
+    c.JupyterHub.cleanup_servers = False
+    c.ConfigurableHTTPProxy.should_start = False
+    c.ConfigurableHTTPProxy.api_url = hub.proxy_api_url
+    c.ConfigurableHTTPProxy.auth_token = _secret(hub.proxy_token_file)
+    c.CryptKeeper.keys = [_secret(hub.crypt_key_file)]
+    c.JupyterHub.concurrent_spawn_limit = hub.concurrent_spawn_limit
+    c.JupyterHub.active_server_limit = hub.active_server_limit
+    c.JupyterHub.allow_named_servers = hub.named_servers
+    c.JupyterHub.named_server_limit_per_user = hub.named_server_limit_per_user
+
+    c.Authenticator.admin_users = set(hub.admin_users)
+    if auth.mode == "workshop":
+        log.warning(WORKSHOP_WARNING)
+        c.JupyterHub.authenticator_class = "dummy"
+        c.Authenticator.allow_all = True
+    else:
+        c.JupyterHub.authenticator_class = "native"
+        # NativeAuthenticator itself refuses users an admin has not approved.
+        c.Authenticator.allow_all = True
+        c.NativeAuthenticator.open_signup = False
+        c.NativeAuthenticator.enable_signup = auth.enable_signup
+        c.NativeAuthenticator.minimum_password_length = auth.minimum_password_length
+        c.NativeAuthenticator.check_common_password = auth.check_common_password
+        c.NativeAuthenticator.allowed_failed_logins = auth.allowed_failed_logins
+        c.NativeAuthenticator.seconds_before_next_try = auth.seconds_before_next_try
+
+    if culler.enabled:
+        command = [
+            sys.executable,
+            "-m",
+            "jupyterhub_idle_culler",
+            f"--timeout={culler.timeout}",
+            f"--cull-every={culler.every}",
+            f"--max-age={culler.max_age}",
+        ]
+        scopes = list(CULLER_SCOPES)
+        if culler.cull_users:
+            command.append("--cull-users")
+            scopes.append("admin:users")
+        c.JupyterHub.services = [{"name": "idle-culler", "command": command}]
+        c.JupyterHub.load_roles = [
+            {"name": "idle-culler", "scopes": scopes, "services": ["idle-culler"]}
+        ]
+
+    c.JupyterHub.spawner_class = "gpuhub_hub.spawner.GpuhubSpawner"
+    c.GpuhubSpawner.gpuhub_settings = settings
+    c.DockerSpawner.network_name = spawner.network
+    c.DockerSpawner.use_internal_ip = True
+    c.DockerSpawner.remove = spawner.remove
+    c.DockerSpawner.pull_policy = "never"  # images are built on the host, never pulled
+    c.DockerSpawner.notebook_dir = spawner.notebook_dir
+    c.Spawner.default_url = "/lab"
+    c.Spawner.start_timeout = spawner.start_timeout
+    c.Spawner.http_timeout = spawner.http_timeout
+
+
+def configure_from_environment(c: Any) -> Settings:  # noqa: ANN401
+    """Entry point of jupyterhub_config.py: settings from $GPUHUB_SETTINGS."""
+    settings = load(os.environ.get("GPUHUB_SETTINGS", DEFAULT_SETTINGS))
+    configure(c, settings)
+    return settings

@@ -1,0 +1,209 @@
+"""The hub settings file: a typed, validated view of the YAML Ansible renders.
+
+Every key is checked: a wrong type, an unknown key or a bad value raises SettingsError
+naming the key's full path, so a typo fails the hub's start with a clear message
+instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+BYTES = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+class SettingsError(ValueError):
+    """A settings file that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    mem_limit: str | None = None
+    cpu_limit: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mem_limit is not None and not BYTES.match(self.mem_limit):
+            raise SettingsError(
+                f"mem_limit: {self.mem_limit!r} is not a size like 512M, 2G or 1.5G"
+            )
+        if self.cpu_limit is not None and self.cpu_limit <= 0:
+            raise SettingsError(f"cpu_limit: {self.cpu_limit} must be greater than 0")
+
+
+@dataclass(frozen=True)
+class Profile:
+    slug: str
+    display_name: str
+    image: str
+    description: str = ""
+    limits: Limits = field(default_factory=Limits)
+    groups: tuple[str, ...] = ()  # empty: every user may choose it
+
+    def __post_init__(self) -> None:
+        if not SLUG.match(self.slug):
+            raise SettingsError(f"slug: {self.slug!r} must be lowercase letters, digits and '-'")
+        if not self.image:
+            raise SettingsError("image: must not be empty")
+
+
+@dataclass(frozen=True)
+class Hub:
+    base_url: str = "/"
+    admin_users: tuple[str, ...] = ()
+    db_url: str = "sqlite:////srv/jupyterhub/state/jupyterhub.sqlite"
+    cookie_secret_file: str = "/srv/jupyterhub/state/jupyterhub_cookie_secret"
+    crypt_key_file: str = "/srv/jupyterhub/state/crypt_key"
+    proxy_token_file: str = "/srv/jupyterhub/state/proxy_auth_token"
+    proxy_api_url: str = "http://jupyterhub-proxy:8001"
+    hub_bind_url: str = "http://0.0.0.0:8081"
+    hub_connect_url: str = "http://jupyterhub:8081"
+    concurrent_spawn_limit: int = 10
+    active_server_limit: int = 0
+    named_servers: bool = True
+    named_server_limit_per_user: int = 2
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def __post_init__(self) -> None:
+        if not (self.base_url.startswith("/") and self.base_url.endswith("/")):
+            raise SettingsError(f"base_url: {self.base_url!r} must start and end with '/'")
+        for name in self.admin_users:
+            if not USERNAME.match(name):
+                raise SettingsError(f"admin_users: {name!r} is not a valid user name")
+        for key in ("concurrent_spawn_limit", "active_server_limit", "named_server_limit_per_user"):
+            if getattr(self, key) < 0:
+                raise SettingsError(f"{key}: must be 0 (no limit) or more")
+
+
+@dataclass(frozen=True)
+class Auth:
+    mode: Literal["native", "workshop"] = "native"
+    enable_signup: bool = True
+    minimum_password_length: int = 10
+    check_common_password: bool = True
+    allowed_failed_logins: int = 5
+    seconds_before_next_try: int = 600
+
+
+@dataclass(frozen=True)
+class Culler:
+    enabled: bool = True
+    timeout: int = 3600
+    every: int = 600
+    cull_users: bool = False
+    max_age: int = 0
+
+    def __post_init__(self) -> None:
+        if self.enabled and (self.timeout <= 0 or self.every <= 0):
+            raise SettingsError("timeout and every: must be greater than 0 seconds")
+
+
+@dataclass(frozen=True)
+class Spawner:
+    profiles: tuple[Profile, ...] = ()
+    default_limits: Limits = field(default_factory=Limits)
+    group_limits: dict[str, Limits] = field(default_factory=dict)
+    network: str = "jupyterhub"
+    home_root: str = "/srv/jupyterhub/home"
+    notebook_dir: str = "/home/jovyan/work"
+    shared_dir: str = ""
+    shared_mount: str = "/home/jovyan/shared"
+    packages_dir: str = ""
+    packages_mount: str = "/opt/gpuhub/packages"
+    user_uid: int = 1000
+    user_gid: int = 100
+    start_timeout: int = 300
+    http_timeout: int = 120
+    remove: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.profiles:
+            raise SettingsError("profiles: at least one profile is needed")
+        slugs = [p.slug for p in self.profiles]
+        if len(set(slugs)) != len(slugs):
+            raise SettingsError(f"profiles: slugs must be unique, got {slugs}")
+        if not any(not p.groups for p in self.profiles):
+            raise SettingsError("profiles: at least one profile must be open to every user")
+
+
+@dataclass(frozen=True)
+class Settings:
+    spawner: Spawner
+    hub: Hub = field(default_factory=Hub)
+    auth: Auth = field(default_factory=Auth)
+    culler: Culler = field(default_factory=Culler)
+
+
+T = TypeVar("T")
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:  # noqa: ANN401 (YAML is untyped)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = (a for a in args if a is not type(None))
+        return _convert(inner, value, where)
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(map(str, args))
+            raise SettingsError(f"{where}: {value!r} is not one of: {allowed}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise SettingsError(f"{where}: expected a list, got {value!r}")
+        return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SettingsError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
+        return build(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SettingsError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str) and isinstance(value, tp) and not isinstance(value, bool):
+        return value
+    raise SettingsError(f"{where}: expected {tp.__name__}, got {value!r}")
+
+
+def build(cls: type[T], data: Any, where: str = "settings") -> T:  # noqa: ANN401
+    """Build dataclass `cls` from parsed YAML, rejecting unknown or mistyped keys."""
+    if not isinstance(data, dict):
+        raise SettingsError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SettingsError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
+    kwargs = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{where}.{f.name}")
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise SettingsError(f"{where}.{f.name}: missing")
+    try:
+        return cls(**kwargs)
+    except SettingsError as err:
+        raise SettingsError(f"{where}.{err}") from None
+
+
+def load(path: str | Path) -> Settings:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise SettingsError(f"cannot read settings file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise SettingsError(f"settings file {path} is not valid YAML: {err}") from None
+    return build(Settings, data)

@@ -1,0 +1,94 @@
+"""DockerSpawner with gpuhub's profiles, limits and home directories."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from typing import Any
+
+from dockerspawner import DockerSpawner
+from tornado import web
+from traitlets import Instance, default
+
+from .homes import ensure_home
+from .policy import allowed_profiles, choose_profile, effective_limits
+from .settings import Settings
+
+
+class GpuhubSpawner(DockerSpawner):
+    """Spawns the profile a user chose (only from the allow-list in the settings), with
+    the limits of their groups and profile, into a home the hub made for them first."""
+
+    gpuhub_settings = Instance(Settings, help="The parsed gpuhub settings file").tag(config=True)
+
+    @property
+    def group_names(self) -> list[str]:
+        return sorted(group.name for group in self.user.groups)
+
+    @default("options_form")
+    def _gpuhub_options_form(self) -> Any:  # noqa: ANN401 (traitlets accepts str or callable)
+        return GpuhubSpawner.render_options_form
+
+    @default("options_from_form")
+    def _gpuhub_options_from_form(self) -> Any:  # noqa: ANN401
+        return GpuhubSpawner.parse_options_form
+
+    def render_options_form(self) -> str:
+        """A profile picker, or nothing (spawn at once) when only one profile is open."""
+        profiles = allowed_profiles(self.gpuhub_settings.spawner, self.group_names)
+        if len(profiles) < 2:
+            return ""
+        options = "\n".join(
+            f'<option value="{html.escape(p.slug)}"{" selected" if i == 0 else ""}>'
+            f"{html.escape(p.display_name)}"
+            f"{' - ' + html.escape(p.description) if p.description else ''}</option>"
+            for i, p in enumerate(profiles)
+        )
+        return (
+            '<label for="profile">Server profile</label>\n'
+            f'<select class="form-control" name="profile" id="profile">\n{options}\n</select>'
+        )
+
+    @staticmethod
+    def parse_options_form(formdata: dict[str, list[str]]) -> dict[str, str]:
+        choice = formdata.get("profile", [""])[0]
+        return {"profile": choice} if choice else {}
+
+    def apply_profile(self) -> None:
+        """Resolve the chosen profile and set image, limits, volumes and environment.
+
+        Anything else in user_options (an `image` sent through the REST API, say) is
+        dropped: users choose among profiles, never arbitrary images.
+        """
+        spawner = self.gpuhub_settings.spawner
+        try:
+            profile = choose_profile(spawner, self.group_names, self.user_options.get("profile"))
+        except PermissionError as err:
+            raise web.HTTPError(403, str(err)) from None
+        limits = effective_limits(spawner, self.group_names, profile)
+        self.user_options = {"profile": profile.slug}
+        self.image = profile.image
+        self.mem_limit = limits.mem_limit
+        self.cpu_limit = limits.cpu_limit
+        volumes: dict[str, dict[str, str]] = {
+            f"{spawner.home_root}/{self.user.name}": {"bind": spawner.notebook_dir, "mode": "rw"}
+        }
+        if spawner.shared_dir:
+            volumes[spawner.shared_dir] = {"bind": spawner.shared_mount, "mode": "ro"}
+        if spawner.packages_dir:
+            volumes[spawner.packages_dir] = {"bind": spawner.packages_mount, "mode": "rw"}
+            self.environment.update(
+                {"PIP_TARGET": spawner.packages_mount, "PYTHONPATH": spawner.packages_mount}
+            )
+        self.volumes = volumes
+        self.extra_create_kwargs.setdefault("labels", {})["gpuhub.profile"] = profile.slug
+
+    async def start(self) -> Any:  # noqa: ANN401 (whatever DockerSpawner returns)
+        self.apply_profile()
+        spawner = self.gpuhub_settings.spawner
+        created = await asyncio.to_thread(
+            ensure_home, spawner.home_root, self.user.name, spawner.user_uid, spawner.user_gid
+        )
+        if created:
+            self.log.info("Created home %s/%s", spawner.home_root, self.user.name)
+        return await super().start()
