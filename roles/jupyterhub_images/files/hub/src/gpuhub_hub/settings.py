@@ -60,9 +60,9 @@ class Hub:
     base_url: str = "/"
     admin_users: tuple[str, ...] = ()
     db_url: str = "sqlite:////srv/jupyterhub/state/jupyterhub.sqlite"
-    cookie_secret_file: str = "/srv/jupyterhub/state/jupyterhub_cookie_secret"
+    cookie_secret_file: str = "/srv/jupyterhub/state/jupyterhub_cookie_secret"  # noqa: S105
     crypt_key_file: str = "/srv/jupyterhub/state/crypt_key"
-    proxy_token_file: str = "/srv/jupyterhub/state/proxy_auth_token"
+    proxy_token_file: str = "/srv/jupyterhub/state/proxy_auth_token"  # noqa: S105
     proxy_api_url: str = "http://jupyterhub-proxy:8001"
     hub_bind_url: str = "http://0.0.0.0:8081"
     hub_connect_url: str = "http://jupyterhub:8081"

@@ -1,0 +1,176 @@
+"""The real jupyterhub_config.py, loaded by the real JupyterHub, configures the real
+NativeAuthenticator and the gpuhub DockerSpawner as the settings say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import CONFIG_PY, SettingsFactory
+from gpuhub_hub.settings import SettingsError
+from gpuhub_hub.spawner import GpuhubSpawner
+from jupyterhub import orm
+from jupyterhub.app import JupyterHub
+from jupyterhub.auth import DummyAuthenticator
+from jupyterhub.user import User
+from nativeauthenticator import NativeAuthenticator
+from tornado import web
+
+
+def load_hub(monkeypatch: pytest.MonkeyPatch, settings: Path) -> JupyterHub:
+    monkeypatch.setenv("GPUHUB_SETTINGS", str(settings))
+    app = JupyterHub()
+    app.load_config_file(str(CONFIG_PY))
+    return app
+
+
+def make_user(name: str, groups: list[str]) -> User:
+    db = orm.new_session_factory("sqlite://")()
+    orm_user = orm.User(name=name)
+    db.add(orm_user)
+    for group in groups:
+        orm_user.groups.append(orm.Group(name=group))
+    db.commit()
+    return User(orm_user, settings={})
+
+
+def test_hub_settings(monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory) -> None:
+    app = load_hub(monkeypatch, settings_file())
+    assert app.cleanup_servers is False
+    assert app.concurrent_spawn_limit == 7
+    assert app.active_server_limit == 40
+    assert app.allow_named_servers is True
+    assert app.named_server_limit_per_user == 3
+    assert app.hub_connect_url == "http://jupyterhub:8081"
+    assert app.config.ConfigurableHTTPProxy.should_start is False
+    assert app.config.ConfigurableHTTPProxy.auth_token == "a" * 64
+    assert app.spawner_class is GpuhubSpawner
+    assert app.authenticator_class is NativeAuthenticator
+
+
+def test_culler_service_has_least_privilege(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
+) -> None:
+    app = load_hub(monkeypatch, settings_file())
+    (service,) = app.services
+    assert service["name"] == "idle-culler"
+    assert "--timeout=1800" in service["command"]
+    assert "--cull-every=300" in service["command"]
+    assert "--max-age=86400" in service["command"]
+    assert "--cull-users" not in service["command"]
+    (role,) = app.load_roles
+    assert role["services"] == ["idle-culler"]
+    assert sorted(role["scopes"]) == sorted(
+        ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    )
+
+    app = load_hub(monkeypatch, settings_file(culler={"cull_users": True}))
+    assert "--cull-users" in app.services[0]["command"]
+    assert "admin:users" in app.load_roles[0]["scopes"]
+
+    app = load_hub(monkeypatch, settings_file(culler={"enabled": False}))
+    assert app.services == []
+
+
+def test_native_authenticator_is_hardened(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
+) -> None:
+    app = load_hub(monkeypatch, settings_file(auth={"minimum_password_length": 12}))
+    db = orm.new_session_factory("sqlite://")()
+    auth = NativeAuthenticator(config=app.config, db=db)
+    assert auth.open_signup is False
+    assert auth.enable_signup is True
+    assert auth.minimum_password_length == 12
+    assert auth.check_common_password is True
+    assert auth.allowed_failed_logins == 5
+    assert auth.seconds_before_next_try == 600
+    assert auth.admin_users == {"admin"}
+    assert auth.is_password_strong("password123") is False  # on the common list
+    assert auth.is_password_strong("short") is False
+
+
+def test_workshop_mode_lets_anyone_in_and_warns(
+    monkeypatch: pytest.MonkeyPatch,
+    settings_file: SettingsFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = load_hub(monkeypatch, settings_file(auth={"mode": "workshop"}))
+    assert app.authenticator_class is DummyAuthenticator
+    assert "WITHOUT A PASSWORD" in caplog.text
+
+
+def test_invalid_settings_stop_the_hub(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
+) -> None:
+    with pytest.raises(SettingsError, match=r"mem_limit: '2X'"):
+        load_hub(monkeypatch, settings_file(spawner={"default_limits": {"mem_limit": "2X"}}))
+
+
+def test_missing_secret_is_named(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
+) -> None:
+    path = settings_file(hub={"proxy_token_file": "/nonexistent/proxy_auth_token"})
+    with pytest.raises(RuntimeError, match="cannot read secret /nonexistent/proxy_auth_token"):
+        load_hub(monkeypatch, path)
+
+
+def spawner_for(app: JupyterHub, name: str, groups: list[str], options: dict) -> GpuhubSpawner:
+    spawner = GpuhubSpawner(user=make_user(name, groups), config=app.config)
+    spawner.user_options = options
+    return spawner
+
+
+def test_spawner_applies_profile_limits_and_volumes(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
+) -> None:
+    app = load_hub(monkeypatch, settings_file())
+    spawner = spawner_for(app, "alice", ["staff"], {"image": "evil/image:latest"})
+    spawner.apply_profile()
+    assert spawner.image == "gpuhub/singleuser-cpu:a1"
+    assert spawner.user_options == {"profile": "cpu"}  # the requested image is dropped
+    assert spawner.mem_limit == 8 * 1024**3
+    assert spawner.cpu_limit == 4.0
+    assert spawner.pull_policy == "never"
+    assert spawner.remove is True
+    assert spawner.notebook_dir == "/home/jovyan/work"
+    home = spawner.gpuhub_settings.spawner.home_root + "/alice"
+    assert spawner.volumes[home] == {"bind": "/home/jovyan/work", "mode": "rw"}
+    assert spawner.volumes["/srv/jupyterhub/shared"] == {
+        "bind": "/home/jovyan/shared",
+        "mode": "ro",
+    }
+    assert spawner.extra_create_kwargs["labels"]["gpuhub.profile"] == "cpu"
+
+
+def test_spawner_refuses_a_profile_outside_the_users_groups(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
+) -> None:
+    app = load_hub(monkeypatch, settings_file())
+    with pytest.raises(web.HTTPError) as err:
+        spawner_for(app, "bob", [], {"profile": "big"}).apply_profile()
+    assert err.value.status_code == 403
+    big = spawner_for(app, "carol", ["research"], {"profile": "big"})
+    big.apply_profile()
+    assert (big.mem_limit, big.cpu_limit) == (16 * 1024**3, 8.0)
+
+
+def test_options_form_lists_only_allowed_profiles(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
+) -> None:
+    app = load_hub(monkeypatch, settings_file())
+    assert spawner_for(app, "bob", [], {}).render_options_form() == ""
+    form = spawner_for(app, "carol", ["research"], {}).render_options_form()
+    assert 'value="cpu"' in form
+    assert 'value="big"' in form
+    assert GpuhubSpawner.parse_options_form({"profile": ["big"]}) == {"profile": "big"}
+
+
+def test_shared_packages_directory(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
+) -> None:
+    app = load_hub(monkeypatch, settings_file(spawner={"packages_dir": "/srv/jupyterhub/packages"}))
+    spawner = spawner_for(app, "alice", [], {})
+    spawner.apply_profile()
+    assert spawner.volumes["/srv/jupyterhub/packages"]["bind"] == "/opt/gpuhub/packages"
+    assert spawner.environment["PIP_TARGET"] == "/opt/gpuhub/packages"
+    assert spawner.environment["PYTHONPATH"] == "/opt/gpuhub/packages"
