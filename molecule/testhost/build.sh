@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the systemd Debian 12 test-host image used by every Molecule scenario.
+# Build the systemd Debian 12 test-host image used by every Molecule scenario, and
+# the base-image archive test hosts build hub and user images from.
 #
 # No registry can be reached from CI, so the image is made with debootstrap and
 # `docker import`ed. It is tagged with a hash of this script, so it is rebuilt only
@@ -22,9 +23,37 @@ tag="$repo:$hash"
 
 log() { printf 'testhost: %s\n' "$*" >&2; }
 
+top=$(cd "$here/../.." && pwd)
+cache="$top/.cache/testhost"
+# The air-gap path of jupyterhub_images: a `docker save` archive of a Debian 12 image
+# with Python, loaded on the test host instead of pulled from a registry.
+base_name=gpuhub-test/base:bookworm
+base_packages=python3,python3-venv,ca-certificates
+base_archive="$cache/base-bookworm-$hash.tar"
+
+build_base_archive() {
+    [[ -f "$base_archive" && "${1:-}" != "--force" ]] && return 0
+    local base
+    base=$(mktemp -d /var/tmp/gpuhub-base.XXXXXX)
+    log "debootstrap the base image ($base_packages)"
+    debootstrap --variant=minbase --include="$base_packages" "$suite" "$base" "$mirror" \
+        >"$base.log" 2>&1 || { tail -n 30 "$base.log" >&2; rm -rf "$base"; exit 1; }
+    rm -f "$base.log"
+    echo "deb $mirror $suite main" >"$base/etc/apt/sources.list"
+    rm -rf "$base"/var/cache/apt/archives/*.deb "$base"/var/lib/apt/lists/*
+    mkdir -p "$cache"
+    rm -f "$cache"/base-bookworm-*.tar
+    tar -C "$base" -c . | docker import -c 'CMD ["/bin/bash"]' - "$base_name" >/dev/null
+    docker save "$base_name" -o "$base_archive.tmp"
+    mv "$base_archive.tmp" "$base_archive"
+    rm -rf "$base"
+    log "saved $base_name to $base_archive"
+}
+
 if [[ "${1:-}" != "--force" ]] && docker image inspect "$tag" >/dev/null 2>&1; then
     docker tag "$tag" "$repo:latest"
     log "image $tag is current (cached)"
+    build_base_archive
     exit 0
 fi
 
@@ -74,3 +103,4 @@ tar -C "$root" -c . | docker import \
     - "$tag" >/dev/null
 docker tag "$tag" "$repo:latest"
 log "built $tag"
+build_base_archive "${1:-}"

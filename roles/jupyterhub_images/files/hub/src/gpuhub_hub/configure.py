@@ -40,6 +40,7 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
     c.JupyterHub.db_url = hub.db_url
     c.JupyterHub.cookie_secret_file = hub.cookie_secret_file
     c.JupyterHub.log_level = hub.log_level
+    c.JupyterHub.last_activity_interval = hub.last_activity_interval
     # The proxy runs in its own container: restarting the hub drops no connection and
     # keeps every user server running.
     c.JupyterHub.cleanup_servers = False

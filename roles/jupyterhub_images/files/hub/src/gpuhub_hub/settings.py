@@ -70,6 +70,7 @@ class Hub:
     active_server_limit: int = 0
     named_servers: bool = True
     named_server_limit_per_user: int = 2
+    last_activity_interval: int = 300
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def __post_init__(self) -> None:
@@ -81,6 +82,8 @@ class Hub:
         for key in ("concurrent_spawn_limit", "active_server_limit", "named_server_limit_per_user"):
             if getattr(self, key) < 0:
                 raise SettingsError(f"{key}: must be 0 (no limit) or more")
+        if self.last_activity_interval <= 0:
+            raise SettingsError("last_activity_interval: must be greater than 0 seconds")
 
 
 @dataclass(frozen=True)
