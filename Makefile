@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 # Molecule scenarios `make test` runs, in order (the demo scenario is not a test).
-SCENARIOS ?= docker
+SCENARIOS ?= docker default
 DEMO_SCENARIO := demo
 TESTHOST_ENV := eval "$$(molecule/testhost/env.sh)"
 
@@ -40,7 +40,7 @@ REPORTS := .cache/reports
 
 pytest: bootstrap ## Unit tests and playbook checks (no test hosts)
 	mkdir -p $(REPORTS)
-	$(BIN)/pytest --junitxml=$(REPORTS)/pytest.xml
+	$(BIN)/pytest -m "not e2e" --junitxml=$(REPORTS)/pytest.xml
 
 test-quick: lint pytest ## Everything but Molecule: for local loops
 

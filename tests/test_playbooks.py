@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PlaybookRunner
 
+PlaybookRunner = Callable[..., subprocess.CompletedProcess[str]]
 RECAP = re.compile(r"^\S+\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", re.M)
 
 

@@ -9,8 +9,13 @@ fi
 ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$name")
 cat <<INFO
 
-gpuhub demo host is up: container $name (address $ip).
-  shell:        docker exec -it $name bash
-  its Docker:   docker exec $name docker ps
-  re-converge:  make demo        remove it: make demo-clean
+gpuhub demo host is up: container $name at $ip.
+
+  JupyterHub:   http://$ip:8000/
+  First admin:  open http://$ip:8000/hub/signup and sign up as "admin" (a name in
+                jupyterhub_admin_users is approved on sign-up). Then approve other users
+                at http://$ip:8000/hub/authorize.
+  Shell:        docker exec -it $name bash
+  Containers:   docker exec $name docker ps
+  Re-converge:  make demo          Remove it: make demo-clean
 INFO

@@ -1,51 +1,13 @@
-"""Settings files and secrets for loading the real hub configuration."""
+"""Fixtures for the hub package tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-
-CONFIG_PY = (
-    Path(__file__).resolve().parents[3] / "roles/jupyterhub_images/files/hub/jupyterhub_config.py"
-)
-
-SettingsFactory = Callable[..., Path]
-
-
-def base_settings(state: Path) -> dict[str, Any]:
-    return {
-        "hub": {
-            "admin_users": ["admin"],
-            "proxy_token_file": str(state / "proxy_auth_token"),
-            "crypt_key_file": str(state / "crypt_key"),
-            "cookie_secret_file": str(state / "jupyterhub_cookie_secret"),
-            "db_url": f"sqlite:///{state}/jupyterhub.sqlite",
-            "concurrent_spawn_limit": 7,
-            "active_server_limit": 40,
-            "named_server_limit_per_user": 3,
-        },
-        "culler": {"timeout": 1800, "every": 300, "max_age": 86400},
-        "spawner": {
-            "home_root": str(state / "home"),
-            "shared_dir": "/srv/jupyterhub/shared",
-            "default_limits": {"mem_limit": "2G", "cpu_limit": 1.0},
-            "group_limits": {"staff": {"mem_limit": "8G", "cpu_limit": 4}},
-            "profiles": [
-                {"slug": "cpu", "display_name": "CPU", "image": "gpuhub/singleuser-cpu:a1"},
-                {
-                    "slug": "big",
-                    "display_name": "Big CPU",
-                    "image": "gpuhub/singleuser-cpu:a1",
-                    "limits": {"mem_limit": "16G", "cpu_limit": 8},
-                    "groups": ["research"],
-                },
-            ],
-        },
-    }
+from hubsettings import SettingsFactory, base_settings
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CONFIG_PY, SettingsFactory
 from gpuhub_hub.settings import SettingsError
 from gpuhub_hub.spawner import GpuhubSpawner
+from hubsettings import CONFIG_PY, SettingsFactory
 from jupyterhub import orm
 from jupyterhub.app import JupyterHub
 from jupyterhub.auth import DummyAuthenticator

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SettingsFactory
 from gpuhub_hub.policy import allowed_profiles, choose_profile, effective_limits
 from gpuhub_hub.settings import Limits, load
+from hubsettings import SettingsFactory
 
 
 @pytest.fixture

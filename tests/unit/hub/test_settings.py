@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import SettingsFactory
 from gpuhub_hub.settings import SettingsError, load
+from hubsettings import SettingsFactory
 
 
 def test_valid_settings_load(settings_file: SettingsFactory) -> None:

@@ -1,0 +1,232 @@
+"""A small client for a gpuhub hub, as a browser and the REST API use it.
+
+Used by the end-to-end tests (and the load benchmark): sign up, log in, approve, spawn,
+and run code in a kernel over its websocket.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import websocket
+
+XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')
+
+
+class HubError(RuntimeError):
+    """The hub answered something a test did not expect."""
+
+
+@dataclass
+class KernelResult:
+    stdout: str = ""
+    error: str | None = None
+    status: str = ""
+
+
+@dataclass
+class HubClient:
+    """One browser-like session against the hub at `url` (ending without a slash)."""
+
+    url: str
+    verify: bool | str = True
+    session: requests.Session = field(default_factory=requests.Session)
+    token: str | None = None
+    username: str | None = None
+
+    # --- forms --------------------------------------------------------------------
+    def _form(self, path: str, data: dict[str, str]) -> requests.Response:
+        page = self.session.get(f"{self.url}{path}", verify=self.verify, timeout=30)
+        page.raise_for_status()
+        match = XSRF_FIELD.search(page.text)
+        if match:
+            data = {**data, "_xsrf": match.group(1)}
+        return self.session.post(
+            f"{self.url}{path}", data=data, verify=self.verify, timeout=30, allow_redirects=False
+        )
+
+    def signup(self, username: str, password: str) -> str:
+        """Sign up; returns the page text (NativeAuthenticator's message)."""
+        response = self._form(
+            "/hub/signup",
+            {
+                "username": username,
+                "signup_password": password,
+                "signup_password_confirmation": password,
+                "email": "",
+            },
+        )
+        return response.text
+
+    def login(self, username: str, password: str) -> bool:
+        """Log in through the form; True when the hub set a login cookie and redirected."""
+        response = self._form("/hub/login", {"username": username, "password": password})
+        ok = response.status_code == 302 and any(
+            c.name.startswith("jupyterhub-hub-login") for c in self.session.cookies
+        )
+        if ok:
+            self.username = username
+        return ok
+
+    def approve(self, username: str) -> None:
+        """As an admin: authorize a signed-up user (NativeAuthenticator's toggle)."""
+        if self.is_approved(username):
+            return
+        self.session.get(
+            f"{self.url}/hub/authorize/{username}", verify=self.verify, timeout=30
+        ).raise_for_status()
+        if not self.is_approved(username):
+            raise HubError(f"{username} is still not approved")
+
+    def is_approved(self, username: str) -> bool:
+        page = self.session.get(f"{self.url}/hub/authorize", verify=self.verify, timeout=30)
+        page.raise_for_status()
+        row = re.search(rf"<tr[^>]*>\s*<td>{re.escape(username)}</td>.*?</tr>", page.text, re.S)
+        if not row:
+            raise HubError(f"{username} is not on the authorization page")
+        return ">Unauthorize<" in row.group(0)
+
+    # --- REST API -----------------------------------------------------------------
+    def create_token(self, note: str = "e2e") -> str:
+        """A token for the logged-in user, made through the API with the session cookie."""
+        xsrf = self.session.cookies.get("_xsrf", path="/hub/") or self.session.cookies.get("_xsrf")
+        response = self.session.post(
+            f"{self.url}/hub/api/users/{self.username}/tokens",
+            json={"note": note, "expires_in": 3600},
+            headers={"X-XSRFToken": xsrf or ""},
+            verify=self.verify,
+            timeout=30,
+        )
+        if response.status_code != 201:
+            raise HubError(f"token: {response.status_code} {response.text[:300]}")
+        self.token = response.json()["token"]
+        return self.token
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:  # noqa: ANN401
+        headers = {"Authorization": f"token {self.token}"} if self.token else {}
+        return requests.request(
+            method,
+            f"{self.url}{path}",
+            headers=headers,
+            verify=self.verify,
+            timeout=kwargs.pop("timeout", 60),
+            **kwargs,
+        )
+
+    def server_state(self, user: str, name: str = "") -> dict[str, Any] | None:
+        response = self.api("GET", f"/hub/api/users/{user}")
+        response.raise_for_status()
+        return response.json().get("servers", {}).get(name)
+
+    def start_server(self, user: str, name: str = "", timeout: float = 300, **options: str) -> None:
+        path = f"/hub/api/users/{user}/servers/{name}" if name else f"/hub/api/users/{user}/server"
+        response = self.api("POST", path, json=options)
+        if response.status_code not in (201, 202, 400):
+            raise HubError(f"spawn: {response.status_code} {response.text[:300]}")
+        if response.status_code == 400 and "already running" not in response.text:
+            raise HubError(f"spawn: {response.status_code} {response.text[:300]}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.server_state(user, name)
+            if state and state.get("ready"):
+                return
+            if state is None and response.status_code == 202:
+                raise HubError("spawn failed: the server disappeared while starting")
+            time.sleep(1)
+        raise HubError(f"server of {user} not ready after {timeout} s")
+
+    def stop_server(self, user: str, name: str = "", timeout: float = 120) -> None:
+        path = f"/hub/api/users/{user}/servers/{name}" if name else f"/hub/api/users/{user}/server"
+        response = self.api("DELETE", path)
+        if response.status_code not in (202, 204, 400):
+            raise HubError(f"stop: {response.status_code} {response.text[:300]}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.server_state(user, name) is None:
+                return
+            time.sleep(1)
+        raise HubError(f"server of {user} still running after {timeout} s")
+
+    # --- the user's server ----------------------------------------------------------
+    def server_url(self, user: str, name: str = "") -> str:
+        return f"{self.url}/user/{user}/{name + '/' if name else ''}"
+
+    def start_kernel(self, user: str, name: str = "") -> str:
+        response = self.api(
+            "POST", f"/user/{user}/{name + '/' if name else ''}api/kernels", json={}
+        )
+        if response.status_code != 201:
+            raise HubError(f"kernel: {response.status_code} {response.text[:300]}")
+        return response.json()["id"]
+
+    def execute(
+        self, user: str, kernel_id: str, code: str, name: str = "", timeout: float = 120
+    ) -> KernelResult:
+        """Run `code` in a kernel over its websocket channels and collect stdout."""
+        base = self.url.replace("http", "ws", 1)
+        url = f"{base}/user/{user}/{name + '/' if name else ''}api/kernels/{kernel_id}/channels"
+        sslopt = {}
+        if self.url.startswith("https"):
+            sslopt = {"ca_certs": self.verify} if isinstance(self.verify, str) else {}
+        ws = websocket.create_connection(
+            url, header=[f"Authorization: token {self.token}"], timeout=timeout, sslopt=sslopt
+        )
+        try:
+            return _run(ws, code, timeout)
+        finally:
+            ws.close()
+
+
+def _message(code: str) -> dict[str, Any]:
+    return {
+        "header": {
+            "msg_id": uuid.uuid4().hex,
+            "username": "e2e",
+            "session": uuid.uuid4().hex,
+            "msg_type": "execute_request",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+        "channel": "shell",
+        "buffers": [],
+    }
+
+
+def _run(ws: websocket.WebSocket, code: str, timeout: float) -> KernelResult:
+    request = _message(code)
+    msg_id = request["header"]["msg_id"]
+    ws.send(json.dumps(request))
+    result = KernelResult()
+    replied = idle = False
+    deadline = time.monotonic() + timeout
+    while not (replied and idle):
+        if time.monotonic() > deadline:
+            raise HubError(f"no reply to execute_request within {timeout} s")
+        message = json.loads(ws.recv())
+        if message.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind, content = message["msg_type"], message["content"]
+        if kind == "stream" and content.get("name") == "stdout":
+            result.stdout += content["text"]
+        elif kind == "error":
+            result.error = f"{content['ename']}: {content['evalue']}"
+        elif kind == "execute_reply":
+            replied, result.status = True, content["status"]
+        elif kind == "status" and content.get("execution_state") == "idle":
+            idle = True
+    return result

@@ -1,0 +1,139 @@
+"""The hub, end to end, on a converged test host: accounts, spawning, limits, files,
+starter content, culling, and a hub restart. Tests run in file order; the culler's idle
+server is started first and checked last, so its wait overlaps the other tests."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from hubclient import HubClient
+from testhost import TestHost, UserFactory, new_password
+
+TOUR = "PyTorch-Tour.ipynb"
+
+
+def size_in_bytes(size: str) -> int:
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    return int(float(size[:-1]) * units[size[-1]])
+
+
+@pytest.fixture(scope="module")
+def alice(make_user: UserFactory) -> HubClient:
+    return make_user("alice")
+
+
+@pytest.fixture(scope="module")
+def alice_kernel(alice: HubClient) -> str:
+    alice.start_server("alice")
+    return alice.start_kernel("alice")
+
+
+def run(client: HubClient, kernel: str, code: str) -> str:
+    result = client.execute(client.username or "", kernel, code)
+    assert result.error is None, result.error
+    return result.stdout
+
+
+def test_00_an_idle_server_starts_for_the_culler(make_user: UserFactory) -> None:
+    idler = make_user("idler")
+    idler.start_server("idler")
+    assert idler.server_state("idler")["ready"]
+
+
+def test_signup_needs_approval(hub_url: str, admin: HubClient) -> None:
+    password = new_password()
+    bob = HubClient(hub_url)
+    bob.signup("bob", password)
+    assert not bob.login("bob", password), "an unapproved user logged in"
+    assert not admin.is_approved("bob")
+    admin.approve("bob")
+    assert bob.login("bob", password)
+    assert not HubClient(hub_url).login("bob", "wrong-" + password)
+
+
+def test_server_spawns_and_runs_torch(alice: HubClient, alice_kernel: str) -> None:
+    out = run(alice, alice_kernel, "import torch; print(torch.randn(2, 2).sum())")
+    assert out.startswith("tensor("), out
+
+
+def test_limits_and_uid_seen_from_inside(
+    host: TestHost, alice: HubClient, alice_kernel: str
+) -> None:
+    limits = host.settings()["spawner"]["default_limits"]
+    code = r"""
+import os, pathlib
+def read(*paths):
+    for p in paths:
+        if pathlib.Path(p).exists():
+            return pathlib.Path(p).read_text().split()
+mem = read('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes')[0]
+cpu = read('/sys/fs/cgroup/cpu.max') or (
+    read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us') + read('/sys/fs/cgroup/cpu/cpu.cfs_period_us'))
+print(os.getuid(), os.getgid(), mem, int(cpu[0]) / int(cpu[1]))
+"""
+    uid, gid, mem, cpus = run(alice, alice_kernel, code).split()
+    assert (uid, gid) == ("1000", "100")
+    assert int(mem) == size_in_bytes(limits["mem_limit"])
+    assert float(cpus) == pytest.approx(limits["cpu_limit"])
+
+
+def test_work_files_survive_a_respawn(host: TestHost, alice: HubClient, alice_kernel: str) -> None:
+    run(alice, alice_kernel, "open('/home/jovyan/work/persist.txt', 'w').write('kept 42')")
+    alice.stop_server("alice")
+    alice.start_server("alice")
+    kernel = alice.start_kernel("alice")
+    assert run(alice, kernel, "print(open('/home/jovyan/work/persist.txt').read())") == "kept 42\n"
+    owner = host.run("stat", "-c", "%u:%g %a", "/srv/jupyterhub/home/alice/persist.txt")
+    assert owner.split()[0] == "1000:100"
+    home = host.run("stat", "-c", "%u:%g", "/srv/jupyterhub/home/alice").strip()
+    assert home == "1000:100"
+
+
+def test_hub_restart_keeps_servers_and_kernels(host: TestHost, alice: HubClient) -> None:
+    kernel = alice.start_kernel("alice")
+    run(alice, kernel, "survivor = 'still here'")
+    host.run("docker", "restart", "jupyterhub")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if alice.api("GET", "/hub/health", timeout=5).status_code == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(2)
+    assert alice.server_state("alice")["ready"]
+    assert run(alice, kernel, "print(survivor)") == "still here\n"
+
+
+def test_tutorial_is_seeded_and_never_overwritten(host: TestHost, make_user: UserFactory) -> None:
+    carol = make_user("carol")
+    carol.start_server("carol")
+    tour = carol.api("GET", f"/user/carol/api/contents/{TOUR}?content=1")
+    assert tour.status_code == 200, tour.text[:200]
+    assert "PyTorch" in json.dumps(tour.json()["content"])
+    edited = {"type": "file", "format": "text", "content": "carol's own notes"}
+    assert carol.api("PUT", f"/user/carol/api/contents/{TOUR}", json=edited).status_code == 200
+    carol.stop_server("carol")
+
+    rerun = host.converge()
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    assert "changed=0" in rerun.stdout.split("PLAY RECAP")[-1], rerun.stdout[-3000:]
+
+    carol.start_server("carol")
+    again = carol.api("GET", f"/user/carol/api/contents/{TOUR}?content=1&format=text&type=file")
+    assert again.json()["content"] == "carol's own notes"
+    carol.stop_server("carol")
+
+
+def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient) -> None:
+    culler = host.settings()["culler"]
+    deadline = time.monotonic() + culler["timeout"] + 3 * culler["every"] + 60
+    while time.monotonic() < deadline:
+        if admin.server_state("idler") is None:
+            break
+        time.sleep(5)
+    assert admin.server_state("idler") is None, "the idle server was not culled"
+    containers = host.run("docker", "ps", "--format", "{{.Names}}")
+    assert "jupyter-idler" not in containers

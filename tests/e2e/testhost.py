@@ -1,0 +1,56 @@
+"""The converged test host the end-to-end tests run against."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+import yaml
+from hubclient import HubClient
+
+REPO = Path(__file__).resolve().parents[2]
+UserFactory = Callable[..., HubClient]
+
+
+class TestHost:
+    """The systemd test-host container the stack was converged into."""
+
+    def __init__(self, name: str) -> None:
+        self.container = docker.from_env().containers.get(name)
+        self.name = name
+
+    @property
+    def address(self) -> str:
+        networks = self.container.attrs["NetworkSettings"]["Networks"]
+        return next(iter(networks.values()))["IPAddress"]
+
+    def run(self, *command: str, check: bool = True) -> str:
+        code, output = self.container.exec_run(list(command))
+        text = output.decode(errors="replace")
+        if check and code != 0:
+            raise AssertionError(f"{command} exited {code}: {text}")
+        return text
+
+    def settings(self) -> dict[str, Any]:
+        return yaml.safe_load(self.run("cat", "/srv/jupyterhub/config/settings.yaml"))
+
+    def converge(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the scenario's converge again (Molecule's own inventory and settings)."""
+        inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+        return subprocess.run(
+            ["ansible-playbook", "-i", str(inventory), "molecule/default/converge.yml", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+
+
+def new_password() -> str:
+    return "e2e-" + secrets.token_urlsafe(12)
