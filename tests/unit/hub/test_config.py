@@ -37,6 +37,7 @@ def make_user(name: str, groups: list[str]) -> User:
 def test_hub_settings(monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory) -> None:
     app = load_hub(monkeypatch, settings_file())
     assert app.cleanup_servers is False
+    assert app.upgrade_db is True
     assert app.concurrent_spawn_limit == 7
     assert app.active_server_limit == 40
     assert app.allow_named_servers is True

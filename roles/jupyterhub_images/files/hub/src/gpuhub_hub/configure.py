@@ -38,6 +38,9 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
     c.JupyterHub.hub_bind_url = hub.hub_bind_url
     c.JupyterHub.hub_connect_url = hub.hub_connect_url
     c.JupyterHub.db_url = hub.db_url
+    # A newer JupyterHub migrates the schema at start; for SQLite it first copies the
+    # database file next to it (jupyterhub.sqlite.<timestamp>).
+    c.JupyterHub.upgrade_db = hub.upgrade_db
     c.JupyterHub.cookie_secret_file = hub.cookie_secret_file
     c.JupyterHub.log_level = hub.log_level
     c.JupyterHub.last_activity_interval = hub.last_activity_interval

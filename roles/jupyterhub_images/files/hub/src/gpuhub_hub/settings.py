@@ -71,6 +71,7 @@ class Hub:
     named_servers: bool = True
     named_server_limit_per_user: int = 2
     last_activity_interval: int = 300
+    upgrade_db: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def __post_init__(self) -> None:
