@@ -80,3 +80,39 @@ def test_users_rejects_bad_names(ansible_playbook: PlaybookRunner, name: str) ->
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Set `-e user=NAME`" in out
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "message"),
+    [
+        ({"jupyterhub_mem_limit": "2X"}, 'jupyterhub_mem_limit: "2X" is not a size'),
+        (
+            {"jupyterhub_profiles": [{"slug": "cpu", "display_name": "CPU", "image": "evil:1"}]},
+            "the image must be one gpuhub builds or one listed in jupyterhub_extra_images",
+        ),
+        (
+            {"jupyterhub_profiles": [{"slug": "cpu", "display_name": "C", "imag": "x"}]},
+            "Supported parameters include",
+        ),
+        ({"jupyterhub_auth_mode": "open"}, "jupyterhub_auth_mode must be one of: native, workshop"),
+        (
+            {"jupyterhub_group_limits": {"staff": {"mem_limit": "lots"}}},
+            "jupyterhub_group_limits.staff",
+        ),
+        ({"jupyterhub_admin_users": ["Admin User"]}, "are not valid user names"),
+        ({"jupyterhub_images_variants": ["gpu"]}, "jupyterhub_images_variants must list cpu"),
+        ({"jupyterhub_images_wheelhouse": "/no/such/dir"}, "is not a directory on localhost"),
+        ({"jupyterhub_storage_root": "/"}, "jupyterhub_storage_root must be an absolute directory"),
+    ],
+)
+def test_bad_hub_settings_fail_at_preflight(
+    ansible_playbook: PlaybookRunner, extra_vars: dict, message: str
+) -> None:
+    result = ansible_playbook(
+        "site.yml", "-i", "inventory", "--check", "-e", json.dumps(extra_vars)
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert message in " ".join(out.split()), out[-2000:]
+    assert "PLAY [Docker engine]" not in out, "a play after preflight started"
+    assert recap(out)[0] == 0
