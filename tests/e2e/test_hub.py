@@ -12,6 +12,7 @@ from hubclient import HubClient
 from testhost import TestHost, UserFactory, new_password
 
 TOUR = "PyTorch-Tour.ipynb"
+SECRETS = ("jupyterhub_cookie_secret", "crypt_key", "proxy_auth_token")
 
 
 def size_in_bytes(size: str) -> int:
@@ -79,6 +80,39 @@ print(os.getuid(), os.getgid(), mem, int(cpu[0]) / int(cpu[1]))
     assert float(cpus) == pytest.approx(limits["cpu_limit"])
 
 
+def test_terminals_are_on(alice: HubClient, alice_kernel: str) -> None:
+    response = alice.api("POST", "/user/alice/api/terminals")
+    assert response.status_code == 200, response.text[:200]
+    name = response.json()["name"]
+    assert alice.api("DELETE", f"/user/alice/api/terminals/{name}").status_code == 204
+
+
+def test_containers_are_healthy_and_secrets_private(host: TestHost) -> None:
+    for name in ("jupyterhub", "jupyterhub-proxy"):
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            state = host.run(
+                "docker",
+                "inspect",
+                "-f",
+                "{{.State.Health.Status}} {{.HostConfig.RestartPolicy.Name}}",
+                name,
+            )
+            if state.split()[0] == "healthy":
+                break
+            time.sleep(3)
+        assert state.split() == ["healthy", "unless-stopped"], f"{name}: {state}"
+    for secret in SECRETS:
+        assert host.run("stat", "-c", "%a %U", f"/srv/jupyterhub/state/{secret}").split() == [
+            "600",
+            "root",
+        ]
+    inspect = host.run("docker", "inspect", "jupyterhub", "jupyterhub-proxy")
+    for secret in SECRETS:
+        value = host.run("cat", f"/srv/jupyterhub/state/{secret}").strip()
+        assert value not in inspect, f"{secret} shows in docker inspect"
+
+
 def test_work_files_survive_a_respawn(host: TestHost, alice: HubClient, alice_kernel: str) -> None:
     run(alice, alice_kernel, "open('/home/jovyan/work/persist.txt', 'w').write('kept 42')")
     alice.stop_server("alice")
@@ -117,9 +151,11 @@ def test_tutorial_is_seeded_and_never_overwritten(host: TestHost, make_user: Use
     assert carol.api("PUT", f"/user/carol/api/contents/{TOUR}", json=edited).status_code == 200
     carol.stop_server("carol")
 
+    secrets_before = host.run("sha256sum", *(f"/srv/jupyterhub/state/{s}" for s in SECRETS))
     rerun = host.converge()
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     assert "changed=0" in rerun.stdout.split("PLAY RECAP")[-1], rerun.stdout[-3000:]
+    assert host.run("sha256sum", *(f"/srv/jupyterhub/state/{s}" for s in SECRETS)) == secrets_before
 
     carol.start_server("carol")
     again = carol.api("GET", f"/user/carol/api/contents/{TOUR}?content=1&format=text&type=file")
