@@ -11,10 +11,11 @@ cat <<INFO
 
 gpuhub demo host is up: container $name at $ip.
 
-  JupyterHub:   http://$ip:8000/
-  First admin:  open http://$ip:8000/hub/signup and sign up as "admin" (a name in
+  JupyterHub:   https://$ip/  (self-signed certificate: accept it in the browser, or
+                docker exec $name cat /etc/nginx/gpuhub-tls/selfsigned.crt > demo.crt)
+  First admin:  open https://$ip/hub/signup and sign up as "admin" (a name in
                 jupyterhub_admin_users is approved on sign-up). Then approve other users
-                at http://$ip:8000/hub/authorize.
+                at https://$ip/hub/authorize.
   Shell:        docker exec -it $name bash
   Containers:   docker exec $name docker ps
   Re-converge:  make demo          Remove it: make demo-clean

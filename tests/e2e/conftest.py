@@ -29,12 +29,21 @@ def host() -> TestHost:
 
 
 @pytest.fixture(scope="session")
-def hub_url(host: TestHost) -> str:
-    url = f"http://{host.address}:8000"
+def ca_file(host: TestHost, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The self-signed certificate Nginx serves: the only CA the tests trust."""
+    path = tmp_path_factory.mktemp("tls") / "hub.crt"
+    path.write_text(host.run("cat", "/etc/nginx/gpuhub-tls/selfsigned.crt"))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def hub_url(host: TestHost, ca_file: str) -> str:
+    """The hub through Nginx over HTTPS, verified against the served certificate."""
+    url = f"https://{host.address}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{url}/hub/health", timeout=5).status_code == 200:
+            if requests.get(f"{url}/hub/health", verify=ca_file, timeout=5).status_code == 200:
                 return url
         except requests.RequestException:
             pass
@@ -43,9 +52,9 @@ def hub_url(host: TestHost) -> str:
 
 
 @pytest.fixture(scope="session")
-def admin(hub_url: str) -> HubClient:
+def admin(hub_url: str, ca_file: str) -> HubClient:
     """The first admin: signs up (admin names are approved on sign-up) and logs in."""
-    client = HubClient(hub_url)
+    client = HubClient(hub_url, verify=ca_file)
     password = new_password()
     client.signup("admin", password)
     assert client.login("admin", password), "admin cannot log in after signing up"
@@ -54,11 +63,11 @@ def admin(hub_url: str) -> HubClient:
 
 
 @pytest.fixture(scope="session")
-def make_user(hub_url: str, admin: HubClient) -> UserFactory:
+def make_user(hub_url: str, ca_file: str, admin: HubClient) -> UserFactory:
     """Sign up, approve and log in a user; returns their client with an API token."""
 
     def make(name: str) -> HubClient:
-        client = HubClient(hub_url)
+        client = HubClient(hub_url, verify=ca_file)
         password = new_password()
         client.signup(name, password)
         admin.approve(name)

@@ -10,6 +10,8 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,22 +167,28 @@ class HubClient:
             raise HubError(f"kernel: {response.status_code} {response.text[:300]}")
         return response.json()["id"]
 
-    def execute(
-        self, user: str, kernel_id: str, code: str, name: str = "", timeout: float = 120
-    ) -> KernelResult:
-        """Run `code` in a kernel over its websocket channels and collect stdout."""
+    @contextmanager
+    def channels(
+        self, user: str, kernel_id: str, name: str = "", timeout: float = 120
+    ) -> Iterator[websocket.WebSocket]:
+        """The kernel's websocket (shell, iopub... multiplexed), open for the block."""
         base = self.url.replace("http", "ws", 1)
         url = f"{base}/user/{user}/{name + '/' if name else ''}api/kernels/{kernel_id}/channels"
-        sslopt = {}
-        if self.url.startswith("https"):
-            sslopt = {"ca_certs": self.verify} if isinstance(self.verify, str) else {}
+        sslopt = {"ca_certs": self.verify} if isinstance(self.verify, str) else {}
         ws = websocket.create_connection(
             url, header=[f"Authorization: token {self.token}"], timeout=timeout, sslopt=sslopt
         )
         try:
-            return _run(ws, code, timeout)
+            yield ws
         finally:
             ws.close()
+
+    def execute(
+        self, user: str, kernel_id: str, code: str, name: str = "", timeout: float = 120
+    ) -> KernelResult:
+        """Run `code` in a kernel over a new websocket and collect stdout."""
+        with self.channels(user, kernel_id, name, timeout) as ws:
+            return run_code(ws, code, timeout)
 
 
 def _message(code: str) -> dict[str, Any]:
@@ -207,7 +215,8 @@ def _message(code: str) -> dict[str, Any]:
     }
 
 
-def _run(ws: websocket.WebSocket, code: str, timeout: float) -> KernelResult:
+def run_code(ws: websocket.WebSocket, code: str, timeout: float = 120) -> KernelResult:
+    """Send one execute_request on an open kernel websocket; wait for its reply."""
     request = _message(code)
     msg_id = request["header"]["msg_id"]
     ws.send(json.dumps(request))

@@ -43,15 +43,15 @@ def test_00_an_idle_server_starts_for_the_culler(make_user: UserFactory) -> None
     assert idler.server_state("idler")["ready"]
 
 
-def test_signup_needs_approval(hub_url: str, admin: HubClient) -> None:
+def test_signup_needs_approval(hub_url: str, ca_file: str, admin: HubClient) -> None:
     password = new_password()
-    bob = HubClient(hub_url)
+    bob = HubClient(hub_url, verify=ca_file)
     bob.signup("bob", password)
     assert not bob.login("bob", password), "an unapproved user logged in"
     assert not admin.is_approved("bob")
     admin.approve("bob")
     assert bob.login("bob", password)
-    assert not HubClient(hub_url).login("bob", "wrong-" + password)
+    assert not HubClient(hub_url, verify=ca_file).login("bob", "wrong-" + password)
 
 
 def test_server_spawns_and_runs_torch(alice: HubClient, alice_kernel: str) -> None:

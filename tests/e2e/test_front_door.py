@@ -1,0 +1,157 @@
+"""Nginx in front of the hub: redirects, websockets that stay idle, large uploads, and a
+TLS configuration graded against Mozilla's "intermediate" profile by two tools."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from hubclient import HubClient, run_code
+from testhost import TestHost, UserFactory
+
+SERVER_NAME = "hub.gpuhub.test"
+
+
+@pytest.fixture(scope="module")
+def dave(make_user: UserFactory) -> HubClient:
+    client = make_user("dave")
+    client.start_server("dave")
+    return client
+
+
+def test_http_redirects_to_https_except_acme_challenges(host: TestHost) -> None:
+    plain = f"http://{host.address}"
+    response = requests.get(f"{plain}/hub/login?next=x", allow_redirects=False, timeout=10)
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"https://{host.address}/hub/login?next=x"
+    challenge = requests.get(
+        f"{plain}/.well-known/acme-challenge/none", allow_redirects=False, timeout=10
+    )
+    assert challenge.status_code == 404
+
+
+def test_security_headers(hub_url: str, ca_file: str) -> None:
+    headers = requests.get(f"{hub_url}/hub/login", verify=ca_file, timeout=10).headers
+    assert headers["Strict-Transport-Security"] == "max-age=63072000"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_websocket_idle_for_95_seconds_still_runs_code(dave: HubClient) -> None:
+    kernel = dave.start_kernel("dave")
+    with dave.channels("dave", kernel, timeout=150) as ws:
+        assert run_code(ws, "x = 20").error is None
+        time.sleep(95)
+        assert run_code(ws, "print(x + 22)").stdout == "42\n"
+
+
+def test_100_mb_upload_through_the_contents_api(host: TestHost, dave: HubClient) -> None:
+    data = os.urandom(100 * 2**20)
+    chunk = 25 * 2**20
+    pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    for number, piece in enumerate(pieces, start=1):
+        body = {
+            "type": "file",
+            "format": "base64",
+            "content": base64.b64encode(piece).decode(),
+            "chunk": -1 if number == len(pieces) else number,
+        }
+        response = dave.api("PUT", "/user/dave/api/contents/dataset.bin", json=body, timeout=300)
+        assert response.status_code in (200, 201), response.text[:300]
+    on_host = host.run("sha256sum", "/srv/jupyterhub/home/dave/dataset.bin").split()[0]
+    assert on_host == hashlib.sha256(data).hexdigest()
+    dave.api("DELETE", "/user/dave/api/contents/dataset.bin")
+
+
+def test_sslyze_mozilla_intermediate(host: TestHost) -> None:
+    from sslyze import (
+        Scanner,
+        ServerNetworkLocation,
+        ServerScanRequest,
+        ServerScanStatusEnum,
+    )
+    from sslyze.mozilla_tls_profile.tls_config_checker import (
+        MozillaTlsConfigurationEnum,
+        ServerNotCompliantWithTlsConfiguration,
+        TlsConfigurationAsJson,
+        check_server_against_tls_configuration,
+    )
+
+    location = ServerNetworkLocation(hostname=SERVER_NAME, port=443, ip_address=host.address)
+    scanner = Scanner()
+    scanner.queue_scans([ServerScanRequest(server_location=location)])
+    (result,) = scanner.get_results()
+    assert result.scan_status == ServerScanStatusEnum.COMPLETED, result.connectivity_error_trace
+    profile = TlsConfigurationAsJson.get_default()
+    try:
+        check_server_against_tls_configuration(
+            server_scan_result=result,
+            tls_config_to_check_against=profile.get_tls_configuration(
+                MozillaTlsConfigurationEnum.INTERMEDIATE
+            ),
+        )
+        issues: dict[str, str] = {}
+    except ServerNotCompliantWithTlsConfiguration as err:
+        issues = err.issues
+    # A self-signed certificate cannot be in public trust stores; nothing else may deviate.
+    assert set(issues) <= {"certificate_path_validation"}, issues
+
+
+@pytest.fixture(scope="module")
+def testssl(
+    host: TestHost, ca_file: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    out = tmp_path_factory.mktemp("testssl") / "result.json"
+    subprocess.run(
+        [
+            "testssl",
+            "--quiet",
+            "--color",
+            "0",
+            "--warnings",
+            "off",
+            "--add-ca",
+            ca_file,
+            "--ip",
+            host.address,
+            "--protocols",
+            "--fs",
+            "--headers",
+            "--jsonfile",
+            str(out),
+            f"https://{SERVER_NAME}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    findings = json.loads(Path(out).read_text())
+    return {f["id"]: f["finding"] for f in findings}
+
+
+@pytest.mark.parametrize(
+    ("finding", "expected"),
+    [
+        ("SSLv2", "not offered"),
+        ("SSLv3", "not offered"),
+        ("TLS1", "not offered"),
+        ("TLS1_1", "not offered"),
+        ("TLS1_2", "offered"),
+        ("TLS1_3", "offered"),
+    ],
+)
+def test_testssl_protocols(testssl: dict[str, str], finding: str, expected: str) -> None:
+    assert testssl[finding].startswith(expected), testssl[finding]
+
+
+def test_testssl_forward_secrecy_and_hsts(testssl: dict[str, str]) -> None:
+    assert testssl["FS"].startswith("offered"), testssl["FS"]
+    days = int(testssl["HSTS_time"].split()[0])
+    assert days >= 180, testssl["HSTS_time"]
