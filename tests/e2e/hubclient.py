@@ -239,3 +239,20 @@ def run_code(ws: websocket.WebSocket, code: str, timeout: float = 120) -> Kernel
         elif kind == "status" and content.get("execution_state") == "idle":
             idle = True
     return result
+
+
+def idle(ws: websocket.WebSocket, seconds: float) -> None:
+    """Keep a kernel websocket open without running anything, the way a browser tab does:
+    nothing is sent, but the server's pings are answered (websocket-client answers them
+    while reading). Messages that arrive meanwhile are dropped."""
+    deadline = time.monotonic() + seconds
+    previous = ws.gettimeout()
+    ws.settimeout(5)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                ws.recv()
+            except websocket.WebSocketTimeoutException:
+                continue
+    finally:
+        ws.settimeout(previous)
