@@ -18,6 +18,7 @@ def base_settings(state: Path) -> dict[str, Any]:
         "hub": {
             "admin_users": ["admin"],
             "proxy_token_file": str(state / "proxy_auth_token"),
+            "admin_token_file": str(state / "gpuhub_admin_token"),
             "crypt_key_file": str(state / "crypt_key"),
             "cookie_secret_file": str(state / "jupyterhub_cookie_secret"),
             "db_url": f"sqlite:///{state}/jupyterhub.sqlite",

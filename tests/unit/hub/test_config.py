@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from gpuhub_hub.accounts import GpuhubAuthenticator
 from gpuhub_hub.settings import SettingsError
 from gpuhub_hub.spawner import GpuhubSpawner
 from hubsettings import CONFIG_PY, SettingsFactory
@@ -46,14 +47,16 @@ def test_hub_settings(monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFa
     assert app.config.ConfigurableHTTPProxy.should_start is False
     assert app.config.ConfigurableHTTPProxy.auth_token == "a" * 64
     assert app.spawner_class is GpuhubSpawner
-    assert app.authenticator_class is NativeAuthenticator
+    assert app.authenticator_class is GpuhubAuthenticator
+    assert issubclass(GpuhubAuthenticator, NativeAuthenticator)
 
 
 def test_culler_service_has_least_privilege(
     monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
 ) -> None:
     app = load_hub(monkeypatch, settings_file())
-    (service,) = app.services
+    cli, service = app.services
+    assert cli == {"name": "gpuhub-admin", "api_token": "b" * 64, "admin": True}
     assert service["name"] == "idle-culler"
     assert "--timeout=1800" in service["command"]
     assert "--cull-every=300" in service["command"]
@@ -66,11 +69,12 @@ def test_culler_service_has_least_privilege(
     )
 
     app = load_hub(monkeypatch, settings_file(culler={"cull_users": True}))
-    assert "--cull-users" in app.services[0]["command"]
+    assert "--cull-users" in app.services[1]["command"]
     assert "admin:users" in app.load_roles[0]["scopes"]
 
     app = load_hub(monkeypatch, settings_file(culler={"enabled": False}))
-    assert app.services == []
+    assert [s["name"] for s in app.services] == ["gpuhub-admin"]
+    assert app.load_roles == []
 
 
 def test_native_authenticator_is_hardened(
@@ -78,7 +82,7 @@ def test_native_authenticator_is_hardened(
 ) -> None:
     app = load_hub(monkeypatch, settings_file(auth={"minimum_password_length": 12}))
     db = orm.new_session_factory("sqlite://")()
-    auth = NativeAuthenticator(config=app.config, db=db)
+    auth = GpuhubAuthenticator(config=app.config, db=db)
     assert auth.open_signup is False
     assert auth.enable_signup is True
     assert auth.minimum_password_length == 12

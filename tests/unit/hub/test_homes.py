@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
-from gpuhub_hub.homes import ensure_home
+from gpuhub_hub.homes import archive_home, ensure_home, purge_user_files
 
 UID, GID = (1000, 100) if os.geteuid() == 0 else (os.getuid(), os.getgid())
 
@@ -40,3 +41,18 @@ def test_root_owned_home_is_handed_to_the_user(tmp_path: Path) -> None:
 def test_names_that_are_not_plain_directory_names_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError, match="cannot name a home directory"):
         ensure_home(tmp_path, name, UID, GID)
+
+
+def test_archive_keeps_owners_and_purge_deletes_everything(tmp_path: Path) -> None:
+    home_root, archives = tmp_path / "home", tmp_path / "archive"
+    home_root.mkdir()
+    ensure_home(home_root, "alice", os.getuid(), os.getgid())
+    (home_root / "alice" / "data.bin").write_bytes(b"\x00\x01")
+    archive = archive_home(home_root, archives, "alice", "20261122T000000Z")
+    assert archive == archives / "alice" / "20261122T000000Z.tar.gz"
+    assert not (home_root / "alice").exists()
+    with tarfile.open(archive) as tar:
+        assert tar.getmember("alice/data.bin").uid == os.getuid()
+    assert archive_home(home_root, archives, "alice", "x") is None
+    assert purge_user_files(home_root, archives, "alice") == [archives / "alice"]
+    assert not archives.joinpath("alice").exists()

@@ -16,6 +16,10 @@ WORKSHOP_WARNING = (
     "Use it only for a short event on a network you trust, then switch auth.mode back to native."
 )
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+# The management CLI (gpuhub-admin) runs as this service. It grants and revokes admin,
+# which JupyterHub allows only to admins, so the service is one (`admin: True`; its
+# token lives only in the state directory, root 0600).
+ADMIN_SERVICE = "gpuhub-admin"
 
 log = logging.getLogger("gpuhub")
 
@@ -62,7 +66,7 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
         c.JupyterHub.authenticator_class = "dummy"
         c.Authenticator.allow_all = True
     else:
-        c.JupyterHub.authenticator_class = "native"
+        c.JupyterHub.authenticator_class = "gpuhub_hub.accounts.GpuhubAuthenticator"
         # NativeAuthenticator itself refuses users an admin has not approved.
         c.Authenticator.allow_all = True
         c.NativeAuthenticator.open_signup = False
@@ -72,6 +76,10 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
         c.NativeAuthenticator.allowed_failed_logins = auth.allowed_failed_logins
         c.NativeAuthenticator.seconds_before_next_try = auth.seconds_before_next_try
 
+    services: list[dict[str, Any]] = [
+        {"name": ADMIN_SERVICE, "api_token": _secret(hub.admin_token_file), "admin": True}
+    ]
+    roles: list[dict[str, Any]] = []
     if culler.enabled:
         command = [
             sys.executable,
@@ -85,10 +93,10 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
         if culler.cull_users:
             command.append("--cull-users")
             scopes.append("admin:users")
-        c.JupyterHub.services = [{"name": "idle-culler", "command": command}]
-        c.JupyterHub.load_roles = [
-            {"name": "idle-culler", "scopes": scopes, "services": ["idle-culler"]}
-        ]
+        services.append({"name": "idle-culler", "command": command})
+        roles.append({"name": "idle-culler", "scopes": scopes, "services": ["idle-culler"]})
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
 
     c.JupyterHub.spawner_class = "gpuhub_hub.spawner.GpuhubSpawner"
     c.GpuhubSpawner.gpuhub_settings = settings

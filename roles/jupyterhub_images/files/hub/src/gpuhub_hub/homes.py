@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
-from .settings import USERNAME
+from .names import USERNAME
 
 STARTER = Path(__file__).resolve().parent / "starter"
 
@@ -40,3 +41,36 @@ def ensure_home(root: str | Path, username: str, uid: int, gid: int) -> bool:
                 shutil.copyfile(item, target)
                 os.chown(target, uid, gid)
     return created
+
+
+def archive_home(
+    root: str | Path, archive_root: str | Path, username: str, stamp: str
+) -> Path | None:
+    """Pack a user's home into <archive_root>/<user>/<stamp>.tar.gz (0600), then remove it.
+
+    Returns the archive, or None when the user has no home. Owners and modes are kept,
+    so `tar -xzpf` as root restores the home as it was.
+    """
+    home = home_path(root, username)
+    if not home.exists():
+        return None
+    folder = home_path(archive_root, username)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target = folder / f"{stamp}.tar.gz"
+    partial = target.with_name(target.name + ".partial")
+    with tarfile.open(partial, "w:gz") as tar:
+        tar.add(home, arcname=username)
+    partial.chmod(0o600)
+    partial.rename(target)
+    shutil.rmtree(home)
+    return target
+
+
+def purge_user_files(root: str | Path, archive_root: str | Path, username: str) -> list[Path]:
+    """Delete a user's home and every archive of it; returns what was deleted."""
+    removed = []
+    for path in (home_path(root, username), home_path(archive_root, username)):
+        if path.exists():
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed

@@ -16,9 +16,11 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from .names import USERNAME
+
 BYTES = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
-USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+GROUP = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 class SettingsError(ValueError):
@@ -63,6 +65,10 @@ class Hub:
     cookie_secret_file: str = "/srv/jupyterhub/state/jupyterhub_cookie_secret"  # noqa: S105
     crypt_key_file: str = "/srv/jupyterhub/state/crypt_key"
     proxy_token_file: str = "/srv/jupyterhub/state/proxy_auth_token"  # noqa: S105
+    # The token of the gpuhub-admin service (the management CLI), read by hub and CLI.
+    admin_token_file: str = "/srv/jupyterhub/state/gpuhub_admin_token"  # noqa: S105
+    # Groups users may be put in (created on first use by the management CLI).
+    groups: tuple[str, ...] = ()
     proxy_api_url: str = "http://jupyterhub-proxy:8001"
     hub_bind_url: str = "http://0.0.0.0:8081"
     hub_connect_url: str = "http://jupyterhub:8081"
@@ -80,6 +86,11 @@ class Hub:
         for name in self.admin_users:
             if not USERNAME.match(name):
                 raise SettingsError(f"admin_users: {name!r} is not a valid user name")
+        for name in self.groups:
+            if not GROUP.match(name):
+                raise SettingsError(
+                    f"groups: {name!r} must be lowercase letters, digits, '.', '_', '-'"
+                )
         for key in ("concurrent_spawn_limit", "active_server_limit", "named_server_limit_per_user"):
             if getattr(self, key) < 0:
                 raise SettingsError(f"{key}: must be 0 (no limit) or more")
@@ -117,6 +128,8 @@ class Spawner:
     group_limits: dict[str, Limits] = field(default_factory=dict)
     network: str = "jupyterhub"
     home_root: str = "/srv/jupyterhub/home"
+    # Where removed users' homes are archived (<archive_dir>/<user>/<time>.tar.gz).
+    archive_dir: str = "/srv/jupyterhub/archive"
     notebook_dir: str = "/home/jovyan/work"
     shared_dir: str = ""
     shared_mount: str = "/home/jovyan/shared"

@@ -1,0 +1,145 @@
+"""NativeAuthenticator plus a small REST API for its accounts (password, approval).
+
+NativeAuthenticator keeps passwords and approvals in its own table and offers only HTML
+pages to manage them. The hub caches that table's rows in its database session, so a
+second process writing the table would be ignored until a restart. These handlers run
+inside the hub, use NativeAuthenticator's own model and methods, and need the
+`admin:users` scope, so the management CLI (a hub service) can manage accounts safely.
+
+    GET  /hub/api/gpuhub/accounts              [{"name", "approved"}]
+    GET  /hub/api/gpuhub/accounts/<name>       {"name", "approved"}
+    PUT  /hub/api/gpuhub/accounts/<name>       {"password"?, "approved"?} -> {"created", "changed"}
+    DELETE /hub/api/gpuhub/accounts/<name>     (a sign-up that is not a hub user yet)
+    POST /hub/api/gpuhub/accounts/<name>/check {"password"} -> {"valid"}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bcrypt
+from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.scopes import needs_scope
+from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.orm import UserInfo
+from tornado import web
+
+from .names import username_problem
+
+
+class GpuhubAuthenticator(NativeAuthenticator):
+    """NativeAuthenticator with the accounts API (configured as c.NativeAuthenticator)."""
+
+    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:  # noqa: ANN401
+        return [
+            *super().get_handlers(app),
+            (r"/api/gpuhub/accounts", AccountListHandler),
+            (r"/api/gpuhub/accounts/([^/]+)", AccountHandler),
+            (r"/api/gpuhub/accounts/([^/]+)/check", PasswordCheckHandler),
+        ]
+
+    def weak_password_reason(self, password: str) -> str | None:
+        if len(password) < self.minimum_password_length:
+            return f"the password is shorter than {self.minimum_password_length} characters"
+        if self.check_common_password and self.is_password_common(password):
+            return "the password is on the list of common passwords"
+        return None
+
+    def set_password(self, info: UserInfo, password: str) -> None:
+        info.password = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+        # A new password also lifts a lock from failed logins.
+        self.login_attempts.pop(info.username, None)
+
+
+def _model(info: UserInfo) -> dict[str, Any]:
+    return {"name": info.username, "approved": bool(info.is_authorized)}
+
+
+class _AccountsBase(APIHandler):
+    @property
+    def native(self) -> GpuhubAuthenticator:
+        if not isinstance(self.authenticator, GpuhubAuthenticator):
+            raise web.HTTPError(409, "accounts exist only with auth.mode native")
+        return self.authenticator
+
+    def body(self) -> dict[str, Any]:
+        data = self.get_json_body() or {}
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "expected a JSON object")
+        return data
+
+
+class AccountListHandler(_AccountsBase):
+    @needs_scope("admin:users")
+    def get(self) -> None:
+        accounts = UserInfo.all_users(self.native.db)
+        self.write({"accounts": sorted((_model(a) for a in accounts), key=lambda a: a["name"])})
+
+
+class AccountHandler(_AccountsBase):
+    @needs_scope("admin:users")
+    def get(self, name: str) -> None:
+        info = UserInfo.find(self.native.db, name)
+        if info is None:
+            raise web.HTTPError(404, f"no account {name}")
+        self.write(_model(info))
+
+    @needs_scope("admin:users")
+    def put(self, name: str) -> None:
+        native, data = self.native, self.body()
+        unknown = set(data) - {"password", "approved"}
+        if unknown:
+            raise web.HTTPError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        problem = username_problem(name)
+        if problem:
+            raise web.HTTPError(400, problem)
+        password, approved = data.get("password"), data.get("approved")
+        if password is not None:
+            if not isinstance(password, str):
+                raise web.HTTPError(400, "password must be a string")
+            weak = native.weak_password_reason(password)
+            if weak:
+                raise web.HTTPError(400, f"{name}: {weak}")
+        if approved is not None and not isinstance(approved, bool):
+            raise web.HTTPError(400, "approved must be true or false")
+
+        info = UserInfo.find(native.db, name)
+        created = changed = False
+        if info is None:
+            if password is None:
+                raise web.HTTPError(400, f"{name}: a new account needs a password")
+            info = UserInfo(username=name, password=b"", is_authorized=approved is not False)
+            native.set_password(info, password)
+            native.db.add(info)
+            created = changed = True
+        else:
+            if password is not None and not info.is_valid_password(password):
+                native.set_password(info, password)
+                changed = True
+            if approved is not None and bool(info.is_authorized) != approved:
+                info.is_authorized = approved
+                changed = True
+        if changed:
+            native.db.commit()
+            self.log.info("gpuhub accounts: %s %s", "created" if created else "updated", name)
+        self.write({**_model(info), "created": created, "changed": changed})
+
+    @needs_scope("admin:users")
+    def delete(self, name: str) -> None:
+        """Delete a sign-up that never became a hub user (hub users: DELETE /users/<name>)."""
+        info = UserInfo.find(self.native.db, name)
+        if info is None:
+            raise web.HTTPError(404, f"no account {name}")
+        self.native.db.delete(info)
+        self.native.db.commit()
+        self.set_status(204)
+
+
+class PasswordCheckHandler(_AccountsBase):
+    @needs_scope("admin:users")
+    def post(self, name: str) -> None:
+        password = self.body().get("password")
+        if not isinstance(password, str):
+            raise web.HTTPError(400, "password must be a string")
+        info = UserInfo.find(self.native.db, name)
+        self.write({"valid": bool(info is not None and info.is_valid_password(password))})

@@ -1,0 +1,1 @@
+"""gpuhub-admin: manage users, groups and servers of a running hub (a hub service)."""

@@ -1,0 +1,210 @@
+"""gpuhub-admin: the hub's management CLI. Run it inside the hub container:
+
+    docker exec jupyterhub gpuhub-admin user list
+    docker exec -i jupyterhub gpuhub-admin --json sync --format csv < roster.csv
+
+It talks to the running hub as the `gpuhub-admin` service (REST API, no direct database
+writes). Exit status: 0 done, 1 the hub failed, 2 bad input (nothing was changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..configure import DEFAULT_SETTINGS
+from ..names import check_username
+from ..settings import Settings, SettingsError, load
+from .hubapi import HubAPI, HubError, api_url
+from .manage import ManageError, Manager
+from .roster import RosterError, Wanted, parse
+
+BAD_INPUT, HUB_FAILED = 2, 1
+
+
+def _username(value: str) -> str:
+    try:
+        return check_username(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpuhub-admin", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    parser.add_argument("--settings", default=os.environ.get("GPUHUB_SETTINGS", DEFAULT_SETTINGS))
+    top = parser.add_subparsers(dest="area", required=True)
+
+    user = top.add_parser("user", help="hub users").add_subparsers(dest="action", required=True)
+    user.add_parser("list", help="every user, with admin flag, groups, approval, servers")
+    add = user.add_parser("add", help="add (or update) a user, approved")
+    add.add_argument("name", type=_username)
+    add.add_argument("--admin", action="store_true")
+    add.add_argument("--group", action="append", dest="groups", metavar="GROUP")
+    add.add_argument("--password-stdin", action="store_true", help="else one is generated")
+    remove = user.add_parser("remove", help="stop servers, delete, archive the home")
+    remove.add_argument("name", type=_username)
+    remove.add_argument("--purge", action="store_true", help="delete the home and its archives")
+    password = user.add_parser("set-password", help="set (or generate) a new password")
+    password.add_argument("name", type=_username)
+    password.add_argument("--password-stdin", action="store_true")
+    approve = user.add_parser("approve", help="approve a sign-up")
+    approve.add_argument("name", type=_username)
+    admin = user.add_parser("admin", help="make a user admin (on) or not (off)")
+    admin.add_argument("name", type=_username)
+    admin.add_argument("state", choices=["on", "off"])
+
+    server = top.add_parser("server", help="user servers").add_subparsers(
+        dest="action", required=True
+    )
+    server.add_parser("list", help="running and pending servers")
+    stop = server.add_parser("stop", help="stop a user's server")
+    stop.add_argument("name", type=_username)
+    stop.add_argument("--server", default="", help="a named server (default: the default one)")
+
+    sync = top.add_parser("sync", help="bring users to a roster read from stdin")
+    sync.add_argument("--format", choices=["yaml", "csv"], default="yaml")
+    sync.add_argument("--exclusive", action="store_true", help="remove users not listed")
+    sync.add_argument("--purge", action="store_true", help="with --exclusive: delete files")
+    return parser
+
+
+def _stdin_password(stdin: TextIO) -> str:
+    line = stdin.readline().rstrip("\r\n")
+    if not line:
+        raise ManageError("--password-stdin: no password on standard input")
+    return line
+
+
+def _servers(api: HubAPI) -> list[dict[str, Any]]:
+    rows = []
+    for account in api.snapshot().values():
+        for server_name, model in sorted(account.servers.items()):
+            rows.append(
+                {
+                    "user": account.name,
+                    "server": server_name,
+                    "ready": bool(model.get("ready")),
+                    "pending": model.get("pending"),
+                    "started": model.get("started"),
+                    "last_activity": model.get("last_activity"),
+                    "profile": (model.get("user_options") or {}).get("profile"),
+                }
+            )
+    return rows
+
+
+def run(args: argparse.Namespace, api: HubAPI, settings: Settings, stdin: TextIO) -> Any:  # noqa: ANN401
+    """Carry out one command; returns what to print."""
+    if args.area == "server":
+        if args.action == "list":
+            return {"servers": _servers(api)}
+        if api.user(args.name) is None:
+            raise ManageError(f"no user {args.name}")
+        running = (api.user(args.name) or {}).get("servers") or {}
+        stopped = args.server in running
+        if stopped and not args.dry_run:
+            api.stop_server(args.name, args.server)
+        return {"changed": stopped, "user": args.name, "server": args.server}
+
+    if args.area == "user" and args.action == "list":
+        return {"users": [a.as_dict() for a in api.snapshot().values()]}
+
+    manager = Manager(api, settings, dry_run=args.dry_run)
+    if args.area == "sync":
+        manager.sync(parse(stdin.read(), args.format), args.exclusive, args.purge)
+    elif args.action == "add":
+        password = _stdin_password(stdin) if args.password_stdin else None
+        manager.ensure(
+            Wanted(
+                args.name, admin=args.admin or None, groups=_groups(args.groups), password=password
+            )
+        )
+    elif args.action == "remove":
+        manager.remove(args.name, args.purge)
+    elif args.action == "set-password":
+        manager.set_password(args.name, _stdin_password(stdin) if args.password_stdin else None)
+    elif args.action == "approve":
+        manager.approve(args.name)
+    elif args.action == "admin":
+        manager.set_admin(args.name, args.state == "on")
+    return manager.report.as_dict()
+
+
+def _groups(groups: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(sorted(set(groups))) if groups else None
+
+
+def show(result: dict[str, Any], as_json: bool, out: TextIO) -> None:
+    if as_json:
+        json.dump(result, out, indent=1, sort_keys=True)
+        out.write("\n")
+        return
+    if "users" in result:
+        out.write(f"{'USER':<24} {'ADMIN':<6} {'APPROVED':<9} {'GROUPS':<24} SERVERS\n")
+        for u in result["users"]:
+            approved = {True: "yes", False: "NO", None: "-"}[u["approved"]]
+            servers = ", ".join(s or "(default)" for s in u["servers"])
+            out.write(
+                f"{u['name']:<24} {'yes' if u['admin'] else '':<6} {approved:<9} "
+                f"{','.join(u['groups']):<24} {servers}\n"
+            )
+        return
+    if "servers" in result:
+        out.write(f"{'USER':<24} {'SERVER':<12} {'READY':<6} {'PROFILE':<10} LAST ACTIVITY\n")
+        for s in result["servers"]:
+            out.write(
+                f"{s['user']:<24} {s['server'] or '(default)':<12} "
+                f"{'yes' if s['ready'] else s['pending'] or 'no':<6} {s['profile'] or '-':<10} "
+                f"{s['last_activity'] or '-'}\n"
+            )
+        return
+    prefix = "would be " if result.get("dry_run") else ""
+    for key in ("added", "removed", "unchanged", "kept"):
+        if result.get(key):
+            out.write(
+                f"{prefix if key in ('added', 'removed') else ''}{key}: {', '.join(result[key])}\n"
+            )
+    for name, what in (result.get("updated") or {}).items():
+        out.write(f"{prefix}updated {name}: {', '.join(what)}\n")
+    for name, path in (result.get("archives") or {}).items():
+        out.write(f"archived {name}'s home: {path}\n")
+    for name, password in (result.get("passwords") or {}).items():
+        out.write(f"new password for {name} (shown once): {password}\n")
+    if "server" in result:
+        state = "stopped" if result["changed"] else "was not running"
+        out.write(f"{result['user']}'s server {result['server'] or '(default)'} {state}\n")
+
+
+def main(
+    argv: Sequence[str] | None = None, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout
+) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load(args.settings)
+        token = Path(settings.hub.admin_token_file).read_text().strip()
+        result = run(args, HubAPI(api_url(settings), token), settings, stdin)
+    except (SettingsError, RosterError, ManageError) as err:
+        return _fail(args, out, str(err), BAD_INPUT)
+    except (HubError, OSError) as err:
+        return _fail(args, out, str(err), HUB_FAILED)
+    show(result, args.json, out)
+    return 0
+
+
+def _fail(args: argparse.Namespace, out: TextIO, message: str, code: int) -> int:
+    if args.json:
+        json.dump({"error": message}, out)
+        out.write("\n")
+    print(f"gpuhub-admin: error: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

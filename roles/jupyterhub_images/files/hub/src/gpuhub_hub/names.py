@@ -1,0 +1,38 @@
+"""The one rule for user names, shared by the settings, the accounts API and the CLI."""
+
+from __future__ import annotations
+
+import re
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+RULE = (
+    "1 to 32 characters: lowercase letters, digits, '.', '_' or '-', "
+    "starting with a letter or digit"
+)
+
+
+def username_problem(name: object) -> str | None:
+    """Why `name` cannot be a user name, or None when it can."""
+    if not isinstance(name, str) or not name.strip():
+        return "a user name must not be empty"
+    if USERNAME.match(name):
+        return None
+    if name.lower() != name and USERNAME.match(name.lower()):
+        return (
+            f"{name!r} has uppercase letters; JupyterHub lowercases names at login, "
+            f"use {name.lower()!r}"
+        )
+    for char, what in (("/", "a slash"), (" ", "a space"), (",", "a comma"), ("@", "an '@'")):
+        if char in name:
+            return f"{name!r} contains {what}; {RULE}"
+    if len(name) > 32:
+        return f"{name!r} is {len(name)} characters long; {RULE}"
+    return f"{name!r} is not a valid user name; {RULE}"
+
+
+def check_username(name: object) -> str:
+    """Return `name` when it is a valid user name, else raise ValueError saying why."""
+    problem = username_problem(name)
+    if problem:
+        raise ValueError(problem)
+    return str(name)

@@ -1,0 +1,125 @@
+"""A real JupyterHub process, started from the real jupyterhub_config.py, for tests of
+the accounts API and gpuhub-admin. Only the proxy is a stand-in (it answers the routes
+API); nothing is spawned."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+import yaml
+from hubsettings import CONFIG_PY, base_settings
+
+HUB_SRC = CONFIG_PY.parent / "src"
+
+
+class _Routes(BaseHTTPRequestHandler):
+    """configurable-http-proxy's REST API, as far as the hub uses it."""
+
+    routes: dict[str, dict] = {}  # noqa: RUF012
+
+    def _reply(self, code: int, body: object = None) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._reply(200, self.routes)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.routes[self.path.removeprefix("/api/routes")] = json.loads(self.rfile.read(length))
+        self._reply(201)
+
+    def do_DELETE(self) -> None:
+        self.routes.pop(self.path.removeprefix("/api/routes"), None)
+        self._reply(204)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveHub:
+    url: str  # http://127.0.0.1:<port>, the hub's own port (no proxy in front)
+    settings: Path
+    root: Path
+    log: Path
+
+    @property
+    def home_root(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.root / "archive"
+
+
+@contextmanager
+def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
+    state = root / "state"
+    state.mkdir(parents=True)
+    (state / "proxy_auth_token").write_text("p" * 64)
+    (state / "crypt_key").write_text("0f" * 32)
+    (state / "gpuhub_admin_token").write_text("t" * 64)
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Routes)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    port = free_port()
+    data = base_settings(state)
+    data["hub"].update(
+        hub_bind_url=f"http://127.0.0.1:{port}",
+        hub_connect_url=f"http://127.0.0.1:{port}",
+        proxy_api_url=f"http://127.0.0.1:{proxy.server_port}",
+        admin_token_file=str(state / "gpuhub_admin_token"),
+        groups=["students"],
+    )
+    data["culler"] = {"enabled": False}
+    data["spawner"].update(home_root=str(root / "home"), archive_dir=str(root / "archive"))
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    settings = root / "settings.yaml"
+    settings.write_text(yaml.safe_dump(data))
+    log = root / "hub.log"
+    env = {**os.environ, "GPUHUB_SETTINGS": str(settings), "PYTHONPATH": str(HUB_SRC)}
+    jupyterhub = Path(sys.executable).with_name("jupyterhub")
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(jupyterhub), "-f", str(CONFIG_PY)], cwd=state, env=env, stdout=out, stderr=out
+        )
+    hub = LiveHub(f"http://127.0.0.1:{port}", settings, root, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{hub.url}/hub/health", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the hub did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield hub
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        proxy.shutdown()
