@@ -52,12 +52,37 @@ def test_deploy_on_a_machine_without_systemd_points_to_demo(
     assert recap(out) == (0, 1)
 
 
-@pytest.mark.parametrize("name", ["Alice", "../etc", "a b", "", "-x", "a/b"])
-def test_users_rejects_bad_names(ansible_playbook: PlaybookRunner, name: str) -> None:
-    result = ansible_playbook("users.yml", "--check", "-e", json.dumps({"user": name}))
+@pytest.mark.parametrize(
+    ("extra_vars", "message"),
+    [
+        ({"user": "Alice"}, "(JupyterHub lowercases names at login: use alice)"),
+        ({"user": "../etc"}, "is not a valid user name"),
+        ({"user": "a b"}, "is not a valid user name"),
+        ({"user": ""}, "is not a valid user name"),
+        ({"user": "-x"}, "is not a valid user name"),
+        ({"user": "a/b"}, "is not a valid user name"),
+        ({"user": "x" * 33}, "is not a valid user name"),
+        ({}, "Name one user (-e user=NAME) or one roster"),
+        ({"user": "alice", "users_file": "roster.yml"}, "not both and not neither"),
+        ({"user": "alice", "state": "maybe"}, "state must be present or absent (got maybe)"),
+        ({"user": "alice", "admin": "maybe"}, "must be true or false"),
+        ({"user": "alice", "exclusive": True}, "exclusive only goes with users_file"),
+        ({"user": "alice", "state": "absent", "password": "x"}, "only with state=present"),
+        ({"user": "alice", "purge": True}, "purge only with state=absent"),
+        ({"user": "alice", "user_groups": "staff,Bad Group"}, "['Bad Group'] are not valid group names"),
+        ({"users_file": "/nonexistent/roster.csv"}, "no such file on this machine"),
+        ({"users_file": "README.md"}, "use a .yml, .yaml, .json or .csv file"),
+    ],
+)
+def test_users_rejects_bad_input(
+    ansible_playbook: PlaybookRunner, extra_vars: dict, message: str
+) -> None:
+    result = ansible_playbook("users.yml", "--check", "-e", json.dumps(extra_vars))
     out = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "Set `-e user=NAME`" in out
+    assert message in " ".join(out.split()), out
+    assert "Nothing was changed." in out
+    assert recap(out) == (0, 1)
 
 
 @pytest.mark.parametrize(

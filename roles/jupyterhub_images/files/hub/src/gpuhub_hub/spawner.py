@@ -81,7 +81,9 @@ class GpuhubSpawner(DockerSpawner):
                 {"PIP_TARGET": spawner.packages_mount, "PYTHONPATH": spawner.packages_mount}
             )
         self.volumes = volumes
-        self.extra_create_kwargs.setdefault("labels", {})["gpuhub.profile"] = profile.slug
+        # Labels let playbooks (teardown, the GPU allocator) find user containers.
+        labels = self.extra_create_kwargs.setdefault("labels", {})
+        labels.update({"gpuhub.user": self.user.name, "gpuhub.profile": profile.slug})
 
     async def start(self) -> Any:  # noqa: ANN401 (whatever DockerSpawner returns)
         self.apply_profile()
