@@ -69,7 +69,10 @@ def test_deploy_on_a_machine_without_systemd_points_to_demo(
         ({"user": "alice", "exclusive": True}, "exclusive only goes with users_file"),
         ({"user": "alice", "state": "absent", "password": "x"}, "only with state=present"),
         ({"user": "alice", "purge": True}, "purge only with state=absent"),
-        ({"user": "alice", "user_groups": "staff,Bad Group"}, "['Bad Group'] are not valid group names"),
+        (
+            {"user": "alice", "user_groups": "staff,Bad Group"},
+            "['Bad Group'] are not valid group names",
+        ),
         ({"users_file": "/nonexistent/roster.csv"}, "no such file on this machine"),
         ({"users_file": "README.md"}, "use a .yml, .yaml, .json or .csv file"),
     ],

@@ -12,7 +12,7 @@ from hubclient import HubClient
 from testhost import TestHost, UserFactory, new_password
 
 TOUR = "PyTorch-Tour.ipynb"
-SECRETS = ("jupyterhub_cookie_secret", "crypt_key", "proxy_auth_token")
+SECRETS = ("jupyterhub_cookie_secret", "crypt_key", "proxy_auth_token", "gpuhub_admin_token")
 
 
 def size_in_bytes(size: str) -> int:

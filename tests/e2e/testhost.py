@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import yaml
 from hubclient import HubClient
 
 REPO = Path(__file__).resolve().parents[2]
+RECAP = re.compile(r"^\S+\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", re.M)
 UserFactory = Callable[..., HubClient]
 
 
@@ -41,15 +43,26 @@ class TestHost:
 
     def converge(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the scenario's converge again (Molecule's own inventory and settings)."""
+        return self.playbook("molecule/default/converge.yml", *args)
+
+    def playbook(self, path: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a playbook of the repository against this host, as an admin would."""
         inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
         return subprocess.run(
-            ["ansible-playbook", "-i", str(inventory), "molecule/default/converge.yml", *args],
+            ["ansible-playbook", "-i", str(inventory), path, *args],
             cwd=REPO,
             capture_output=True,
             text=True,
             timeout=1800,
             check=False,
         )
+
+
+def recap(result: subprocess.CompletedProcess[str]) -> tuple[int, int]:
+    """(changed, failed) from a playbook run's PLAY RECAP."""
+    rows = RECAP.findall(result.stdout)
+    assert rows, f"no PLAY RECAP in:\n{result.stdout}\n{result.stderr}"
+    return sum(int(c) for c, _ in rows), sum(int(f) for _, f in rows)
 
 
 def new_password() -> str:

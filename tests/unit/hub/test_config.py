@@ -144,7 +144,10 @@ def test_spawner_applies_profile_limits_and_volumes(
         "bind": "/home/jovyan/shared",
         "mode": "ro",
     }
-    assert spawner.extra_create_kwargs["labels"] == {"gpuhub.user": "alice", "gpuhub.profile": "cpu"}
+    assert spawner.extra_create_kwargs["labels"] == {
+        "gpuhub.user": "alice",
+        "gpuhub.profile": "cpu",
+    }
 
 
 def test_spawner_refuses_a_profile_outside_the_users_groups(
