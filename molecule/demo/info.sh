@@ -13,9 +13,10 @@ gpuhub demo host is up: container $name at $ip.
 
   JupyterHub:   https://$ip/  (self-signed certificate: accept it in the browser, or
                 docker exec $name cat /etc/nginx/gpuhub-tls/selfsigned.crt > demo.crt)
-  First admin:  open https://$ip/hub/signup and sign up as "admin" (a name in
-                jupyterhub_admin_users is approved on sign-up). Then approve other users
-                at https://$ip/hub/authorize.
+  First admin:  docker exec $name docker exec jupyterhub gpuhub-admin user add admin
+                prints a generated password for "admin" (in jupyterhub_admin_users).
+                More users: ... gpuhub-admin user add alice, or approve sign-ups at
+                https://$ip/hub/authorize.
   Shell:        docker exec -it $name bash
   Containers:   docker exec $name docker ps
   Re-converge:  make demo          Remove it: make demo-clean

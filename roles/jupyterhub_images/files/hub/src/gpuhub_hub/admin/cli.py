@@ -151,10 +151,11 @@ def show(result: dict[str, Any], as_json: bool, out: TextIO) -> None:
         for u in result["users"]:
             approved = {True: "yes", False: "NO", None: "-"}[u["approved"]]
             servers = ", ".join(s or "(default)" for s in u["servers"])
-            out.write(
+            line = (
                 f"{u['name']:<24} {'yes' if u['admin'] else '':<6} {approved:<9} "
-                f"{','.join(u['groups']):<24} {servers}\n"
+                f"{','.join(u['groups']) or '-':<24} {servers or '-'}"
             )
+            out.write(line.rstrip() + "\n")
         return
     if "servers" in result:
         out.write(f"{'USER':<24} {'SERVER':<12} {'READY':<6} {'PROFILE':<10} LAST ACTIVITY\n")

@@ -77,7 +77,7 @@ class Manager:
                 listed = ", ".join(sorted(known)) or "none"
                 raise ManageError(
                     f"{user.name}: unknown group(s) {', '.join(unknown)}; groups the settings "
-                    f"know: {listed} (add to jupyterhub_groups)"
+                    f"know: {listed} (add it to jupyterhub_groups)."
                 )
 
     def check_removable(self, name: str) -> None:
