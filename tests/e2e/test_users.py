@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from hubclient import HubClient
-from testhost import TestHost, new_password, recap
+from testhost import TestHost, new_password, ok, recap
 
 PASSWORDS = {"uma": new_password()}
 ROSTER = [f"s{i:02d}" for i in range(1, 21)]
@@ -21,13 +21,6 @@ ROSTER_PASSWORDS = {name: new_password() for name in ROSTER}
 
 def users_yml(host: TestHost, **extra: Any) -> subprocess.CompletedProcess[str]:  # noqa: ANN401
     return host.playbook("users.yml", "-e", json.dumps(extra))
-
-
-def ok(result: subprocess.CompletedProcess[str], changed: int | None = None) -> str:
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    if changed is not None:
-        assert recap(result)[0] == changed, result.stdout[-3000:]
-    return result.stdout
 
 
 def hub_users(host: TestHost) -> dict[str, dict[str, Any]]:

@@ -51,6 +51,8 @@ class TestHost:
         return subprocess.run(
             ["ansible-playbook", "-i", str(inventory), path, *args],
             cwd=REPO,
+            # Plain text whatever Molecule set, so tests can read the output.
+            env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
             capture_output=True,
             text=True,
             timeout=1800,
@@ -63,6 +65,14 @@ def recap(result: subprocess.CompletedProcess[str]) -> tuple[int, int]:
     rows = RECAP.findall(result.stdout)
     assert rows, f"no PLAY RECAP in:\n{result.stdout}\n{result.stderr}"
     return sum(int(c) for c, _ in rows), sum(int(f) for _, f in rows)
+
+
+def ok(result: subprocess.CompletedProcess[str], changed: int | None = None) -> str:
+    """The output of a playbook run that succeeded (with `changed` changes, if given)."""
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    if changed is not None:
+        assert recap(result)[0] == changed, result.stdout[-3000:]
+    return result.stdout
 
 
 def new_password() -> str:
