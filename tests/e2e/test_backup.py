@@ -1,0 +1,152 @@
+"""Backups that restore, end to end: two users with files and passwords; the exact
+command of the cron entry; the hub database and a home deleted; restore.yml; both log in
+with their old passwords and find their files byte-identical. Then deduplication,
+retention, a side-folder restore of one home, and a wrong repository password."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from datetime import date, timedelta
+
+import pytest
+from hubclient import HubClient
+from testhost import TestHost, new_password, ok, recap
+
+USERS = {"bka": new_password(), "bkb": new_password()}
+FILES = ("notes.txt", "data.bin")
+CRON_FILE = "/etc/cron.d/gpuhub-backup"
+RESTIC = "set -a; . /etc/gpuhub-backup/env; set +a; exec restic "
+
+
+def cron_command(host: TestHost) -> str:
+    """The command of the nightly entry, exactly as cron runs it."""
+    (line,) = [
+        line for line in host.run("cat", CRON_FILE).splitlines() if line and line[0].isdigit()
+    ]
+    fields = line.split()
+    assert fields[5] == "root", line
+    return " ".join(fields[6:])
+
+
+def restic(host: TestHost, args: str) -> str:
+    return host.run("sh", "-c", RESTIC + args)
+
+
+def checksums(host: TestHost, name: str) -> dict[str, str]:
+    home = f"/srv/jupyterhub/home/{name}"
+    out = host.run("sh", "-c", f"cd {home} && sha256sum {' '.join(FILES)}")
+    return {path: digest for digest, path in (line.split() for line in out.splitlines())}
+
+
+def journal(host: TestHost, identifier: str, expect: str) -> str:
+    deadline = time.monotonic() + 30
+    while True:
+        text = host.run("journalctl", "--no-pager", "-o", "cat", "-t", identifier, check=False)
+        if expect in text or time.monotonic() > deadline:
+            return text
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def before(host: TestHost) -> dict[str, dict[str, str]]:
+    """Two users with passwords and files (a text file and 3 MB of random bytes)."""
+    for name, password in USERS.items():
+        ok(host.playbook("users.yml", "-e", json.dumps({"user": name, "password": password})))
+        home = f"/srv/jupyterhub/home/{name}"
+        host.run(
+            "sh",
+            "-c",
+            f"mkdir -p {home} && echo 'notes of {name}' > {home}/notes.txt && "
+            f"head -c 3000000 /dev/urandom > {home}/data.bin && chown -R 1000:100 {home}",
+        )
+    return {name: checksums(host, name) for name in USERS}
+
+
+def test_cron_entry_runs_the_backup_nightly(host: TestHost) -> None:
+    assert (
+        cron_command(host) == "systemd-cat --identifier=gpuhub-backup /usr/local/sbin/gpuhub-backup"
+    )
+    assert host.run("stat", "-c", "%a %U", "/etc/gpuhub-backup/restic-password").split() == [
+        "600",
+        "root",
+    ]
+    assert host.run("systemctl", "is-active", "cron").strip() == "active"
+
+
+def test_restore_brings_back_the_database_and_a_deleted_home(
+    host: TestHost, before: dict[str, dict[str, str]], hub_url: str, ca_file: str
+) -> None:
+    host.run("sh", "-c", cron_command(host))
+    assert "gpuhub-backup: done" in journal(host, "gpuhub-backup", "gpuhub-backup: done")
+
+    host.run("rm", "-f", "/srv/jupyterhub/state/jupyterhub.sqlite")
+    host.run("rm", "-rf", "/srv/jupyterhub/home/bkb")
+
+    refused = host.playbook("playbooks/restore.yml")
+    assert refused.returncode != 0
+    assert "-e confirm_restore=" in refused.stdout
+    assert recap(refused) == (0, 1)
+
+    ok(host.playbook("playbooks/restore.yml", "-e", f"confirm_restore={host.name}"))
+    for name, password in USERS.items():
+        assert HubClient(hub_url, verify=ca_file).login(name, password), name
+        assert checksums(host, name) == before[name]
+
+
+def test_unchanged_data_adds_almost_nothing(host: TestHost) -> None:
+    size = lambda: json.loads(restic(host, "stats --mode raw-data --json"))["total_size"]  # noqa: E731
+    first = size()
+    host.run("sh", "-c", cron_command(host))
+    added = size() - first
+    assert added < 0.1 * first, f"an unchanged backup added {added} of {first} bytes"
+
+
+def test_retention_keeps_what_the_policy_says(host: TestHost) -> None:
+    # The test host keeps 2 daily snapshots (molecule/default/molecule.yml).
+    for days in (1, 2, 3):
+        day = date.today() - timedelta(days=days)
+        restic(
+            host,
+            f"backup --quiet --host {host.name} --tag gpuhub --time '{day} 12:00:00' /etc/hostname",
+        )
+    host.run("sh", "-c", cron_command(host))
+    snapshots = json.loads(restic(host, f"snapshots --json --host {host.name} --tag gpuhub"))
+    days = sorted(s["time"][:10] for s in snapshots)
+    assert days == [str(date.today() - timedelta(days=1)), str(date.today())], days
+
+
+def test_one_home_into_a_side_folder_touches_nothing_else(
+    host: TestHost, before: dict[str, dict[str, str]]
+) -> None:
+    hub = host.run("docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", "jupyterhub")
+    homes = host.run("ls", "/srv/jupyterhub/home")
+    host.run("sh", "-c", "echo 'changed since' >> /srv/jupyterhub/home/bka/notes.txt")
+    side = f"/root/side-{secrets.token_hex(4)}"
+    ok(host.playbook("playbooks/restore.yml", "-e", "user=bka", "-e", f"restore_to={side}"))
+    restored = host.run(
+        "sh", "-c", f"cd {side}/srv/jupyterhub/home/bka && sha256sum notes.txt data.bin"
+    )
+    assert restored.split()[0::2] == [before["bka"]["notes.txt"], before["bka"]["data.bin"]]
+    assert host.run("ls", f"{side}/srv/jupyterhub/home") == "bka\n"
+    assert "changed since" in host.run("cat", "/srv/jupyterhub/home/bka/notes.txt")
+    assert host.run("ls", "/srv/jupyterhub/home") == homes
+    assert host.run("docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", "jupyterhub") == hub
+
+
+def test_wrong_repository_password_fails_loudly(host: TestHost) -> None:
+    host.run(
+        "sh",
+        "-c",
+        "sed 's|^RESTIC_PASSWORD_FILE=.*|RESTIC_PASSWORD_FILE=/root/wrong-password|' "
+        "/etc/gpuhub-backup/env > /root/wrong-env && echo not-the-password > /root/wrong-password",
+    )
+    command = cron_command(host).replace(
+        "--identifier=gpuhub-backup", "--identifier=gpuhub-backup-wrong"
+    )
+    code, _ = host.container.exec_run(["sh", "-c", f"GPUHUB_BACKUP_ENV=/root/wrong-env {command}"])
+    assert code != 0
+    log = journal(host, "gpuhub-backup-wrong", "FAILED")
+    assert "wrong password" in log, log
+    assert "gpuhub-backup: FAILED while opening the repository" in log, log
