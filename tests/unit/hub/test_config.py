@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from gpuhub_hub.accounts import GpuhubAuthenticator
+from gpuhub_hub.gpus import Allocation, GpuPolicy
 from gpuhub_hub.settings import SettingsError
 from gpuhub_hub.spawner import GpuhubSpawner
 from hubsettings import CONFIG_PY, SettingsFactory
@@ -182,3 +183,43 @@ def test_shared_packages_directory(
     assert spawner.volumes["/srv/jupyterhub/packages"]["bind"] == "/opt/gpuhub/packages"
     assert spawner.environment["PIP_TARGET"] == "/opt/gpuhub/packages"
     assert spawner.environment["PYTHONPATH"] == "/opt/gpuhub/packages"
+
+
+def test_gpu_profile_gets_device_requests_and_cpu_profile_none(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
+) -> None:
+    gpu_profile = {
+        "slug": "gpu",
+        "display_name": "One GPU",
+        "image": "gpuhub/singleuser-gpu:a1",
+        "gpu": {"mode": "exclusive", "count": 1},
+    }
+    cpu_profile = {"slug": "cpu", "display_name": "CPU", "image": "gpuhub/singleuser-cpu:a1"}
+    path = settings_file(
+        spawner={"profiles": [cpu_profile, gpu_profile], "gpus": [{"uuid": "GPU-0", "index": 0}]}
+    )
+    app = load_hub(monkeypatch, path)
+    spawner = spawner_for(app, "alice", [], {"profile": "gpu"})
+    assert spawner.apply_profile().gpu == GpuPolicy("exclusive", 1)
+    spawner.apply_gpus(Allocation(("GPU-0",), exclusive=True))
+    (request,) = spawner.extra_host_config["device_requests"]
+    assert request["DeviceIDs"] == ["GPU-0"]
+    assert spawner.extra_create_kwargs["labels"]["gpuhub.gpus"] == "GPU-0"
+    spawner.user_options = {"profile": "cpu"}
+    spawner.apply_profile()
+    assert "device_requests" not in spawner.extra_host_config
+    assert "gpuhub.gpus" not in spawner.extra_create_kwargs["labels"]
+
+
+def test_gpu_profiles_need_gpus(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
+) -> None:
+    gpu_profile = {"slug": "gpu", "display_name": "G", "image": "x", "gpu": {"mode": "exclusive"}}
+    cpu_profile = {"slug": "cpu", "display_name": "CPU", "image": "y"}
+    with pytest.raises(SettingsError, match="gpu mode exclusive on a host without GPUs"):
+        load_hub(monkeypatch, settings_file(spawner={"profiles": [cpu_profile, gpu_profile]}))
+    with pytest.raises(SettingsError, match="at least one CPU-only profile"):
+        load_hub(
+            monkeypatch,
+            settings_file(spawner={"profiles": [gpu_profile], "gpus": [{"uuid": "GPU-0"}]}),
+        )

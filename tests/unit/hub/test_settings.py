@@ -40,7 +40,7 @@ def test_valid_settings_load(settings_file: SettingsFactory) -> None:
                     "profiles": [{"slug": "x", "display_name": "X", "image": "i", "groups": ["a"]}]
                 }
             },
-            "at least one profile must be open to every user",
+            "at least one CPU-only profile must be open to every user",
         ),
         (
             {"spawner": {"profiles": [{"slug": "cpu", "display_name": "CPU"}]}},

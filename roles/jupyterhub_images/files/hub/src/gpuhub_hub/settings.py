@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from .gpus import Gpu, GpuPolicy
 from .names import USERNAME
 
 BYTES = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
@@ -49,12 +50,17 @@ class Profile:
     description: str = ""
     limits: Limits = field(default_factory=Limits)
     groups: tuple[str, ...] = ()  # empty: every user may choose it
+    gpu: GpuPolicy = field(default_factory=GpuPolicy)
 
     def __post_init__(self) -> None:
         if not SLUG.match(self.slug):
             raise SettingsError(f"slug: {self.slug!r} must be lowercase letters, digits and '-'")
         if not self.image:
             raise SettingsError("image: must not be empty")
+        if self.gpu.count < 1:
+            raise SettingsError(f"gpu.count: {self.gpu.count} must be 1 or more")
+        if self.gpu.mode == "mig" and not self.gpu.mig_profile:
+            raise SettingsError("gpu.mig_profile: a mig profile names its slice, e.g. 1g.10gb")
 
 
 @dataclass(frozen=True)
@@ -140,15 +146,30 @@ class Spawner:
     start_timeout: int = 300
     http_timeout: int = 120
     remove: bool = True
+    # The host's GPUs (from the gpu_facts role); empty on a GPU-less host.
+    gpus: tuple[Gpu, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.profiles:
             raise SettingsError("profiles: at least one profile is needed")
+        for profile in self.profiles:
+            if profile.gpu.mode != "none" and not self.gpus:
+                raise SettingsError(
+                    f"profiles ({profile.slug}): gpu mode {profile.gpu.mode} on a host without GPUs"
+                )
+            slices = {m.profile for g in self.gpus for m in g.mig_devices}
+            if profile.gpu.mode == "mig" and profile.gpu.mig_profile not in slices:
+                raise SettingsError(
+                    f"profiles ({profile.slug}): no MIG {profile.gpu.mig_profile} slices on this "
+                    f"host (it has: {', '.join(sorted(slices)) or 'none'})"
+                )
         slugs = [p.slug for p in self.profiles]
         if len(set(slugs)) != len(slugs):
             raise SettingsError(f"profiles: slugs must be unique, got {slugs}")
-        if not any(not p.groups for p in self.profiles):
-            raise SettingsError("profiles: at least one profile must be open to every user")
+        if not any(not p.groups and p.gpu.mode == "none" for p in self.profiles):
+            raise SettingsError(
+                "profiles: at least one CPU-only profile must be open to every user"
+            )
 
 
 @dataclass(frozen=True)

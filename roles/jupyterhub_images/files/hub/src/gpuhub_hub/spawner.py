@@ -10,9 +10,10 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Instance, default
 
+from .gpus import LABEL, SHARED_LABEL, Allocation, GpuAllocator, NoGpuFree
 from .homes import ensure_home
 from .policy import allowed_profiles, choose_profile, effective_limits
-from .settings import Settings
+from .settings import Profile, Settings
 
 
 class GpuhubSpawner(DockerSpawner):
@@ -20,6 +21,8 @@ class GpuhubSpawner(DockerSpawner):
     the limits of their groups and profile, into a home the hub made for them first."""
 
     gpuhub_settings = Instance(Settings, help="The parsed gpuhub settings file").tag(config=True)
+    # One allocator (and lock) for every spawner of this hub.
+    _gpu_allocator: GpuAllocator | None = None
 
     @property
     def group_names(self) -> list[str]:
@@ -54,7 +57,7 @@ class GpuhubSpawner(DockerSpawner):
         choice = formdata.get("profile", [""])[0]
         return {"profile": choice} if choice else {}
 
-    def apply_profile(self) -> None:
+    def apply_profile(self) -> Profile:
         """Resolve the chosen profile and set image, limits, volumes and environment.
 
         Anything else in user_options (an `image` sent through the REST API, say) is
@@ -84,13 +87,49 @@ class GpuhubSpawner(DockerSpawner):
         # Labels let playbooks (teardown, the GPU allocator) find user containers.
         labels = self.extra_create_kwargs.setdefault("labels", {})
         labels.update({"gpuhub.user": self.user.name, "gpuhub.profile": profile.slug})
+        self.apply_gpus(Allocation((), exclusive=False))
+        return profile
+
+    def apply_gpus(self, allocation: Allocation) -> None:
+        """Hand the allocated devices to Docker and label the container with them."""
+        labels = self.extra_create_kwargs.setdefault("labels", {})
+        for key in (LABEL, SHARED_LABEL):
+            labels.pop(key, None)
+        labels.update(allocation.labels())
+        host_config = {k: v for k, v in self.extra_host_config.items() if k != "device_requests"}
+        if allocation.device_ids:
+            host_config["device_requests"] = allocation.device_requests()
+        self.extra_host_config = host_config
+
+    @property
+    def gpu_allocator(self) -> GpuAllocator:
+        if GpuhubSpawner._gpu_allocator is None:
+            GpuhubSpawner._gpu_allocator = GpuAllocator(self.gpuhub_settings.spawner.gpus)
+        return GpuhubSpawner._gpu_allocator
+
+    async def _gpu_containers(self) -> list[dict[str, Any]]:
+        return await self.docker("containers", all=True, filters={"label": LABEL})
 
     async def start(self) -> Any:  # noqa: ANN401 (whatever DockerSpawner returns)
-        self.apply_profile()
+        profile = self.apply_profile()
         spawner = self.gpuhub_settings.spawner
         created = await asyncio.to_thread(
             ensure_home, spawner.home_root, self.user.name, spawner.user_uid, spawner.user_gid
         )
         if created:
             self.log.info("Created home %s/%s", spawner.home_root, self.user.name)
-        return await super().start()
+        if profile.gpu.mode == "none":
+            return await super().start()
+        cpu = next(
+            (p for p in allowed_profiles(spawner, self.group_names) if p.gpu.mode == "none"), None
+        )
+        try:
+            async with self.gpu_allocator.reserve(
+                profile.gpu, self._gpu_containers, cpu.display_name if cpu else ""
+            ) as allocation:
+                self.apply_gpus(allocation)
+                self.log.info("%s gets GPUs %s", self.user.name, ",".join(allocation.device_ids))
+                # Inside the lock until the container exists with its label.
+                return await super().start()
+        except NoGpuFree as err:
+            raise web.HTTPError(503, str(err)) from None

@@ -1,0 +1,152 @@
+"""The GPU allocator against a real Docker engine (no GPU needed): labelled containers
+stand for the servers holding GPUs, exactly as the hub's own user containers do."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import pytest
+from gpuhub_hub.gpus import (
+    LABEL,
+    SHARED_LABEL,
+    Allocation,
+    Gpu,
+    GpuAllocator,
+    GpuPolicy,
+    MigDevice,
+    NoGpuFree,
+    choose,
+)
+
+GPUS = tuple(Gpu(uuid=f"GPU-{i}", index=i, name="NVIDIA H100 80GB HBM3") for i in range(4))
+A100 = Gpu(
+    uuid="GPU-a100",
+    mig_devices=(MigDevice("MIG-a", "1g.5gb", 0), MigDevice("MIG-b", "1g.5gb", 1)),
+)
+IMAGES = ("gpuhub-testhost:latest", "gpuhub-test/base:bookworm")
+TEST_LABEL = "gpuhub.test"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[tuple[docker.APIClient, str]]:
+    try:
+        client = docker.APIClient(timeout=60)
+        client.ping()
+    except docker.errors.DockerException as err:
+        pytest.skip(f"no Docker engine: {err}")
+    image = next((i for i in IMAGES if client.images(name=i)), None)
+    if image is None:
+        pytest.skip("no local image to run holder containers (run `make testhost`)")
+    yield client, image
+    for container in client.containers(all=True, filters={"label": TEST_LABEL}):
+        client.remove_container(container["Id"], force=True)
+
+
+class Holders:
+    """Containers labelled like user servers holding GPUs."""
+
+    def __init__(self, engine: tuple[docker.APIClient, str]) -> None:
+        self.client, self.image = engine
+        self.run = uuid.uuid4().hex[:8]
+
+    def hold(self, user: str, devices: tuple[str, ...]) -> str:
+        labels = {TEST_LABEL: self.run, "gpuhub.user": user, **Allocation(devices, True).labels()}
+        container = self.client.create_container(
+            self.image, ["sleep", "600"], labels=labels, name=f"gpuhub-test-{self.run}-{user}"
+        )
+        self.client.start(container["Id"])
+        return container["Id"]
+
+    async def list(self) -> list[dict[str, Any]]:
+        filters = {"label": [LABEL, f"{TEST_LABEL}={self.run}"]}
+        return await asyncio.to_thread(self.client.containers, all=True, filters=filters)
+
+
+@pytest.fixture
+def holders(engine: tuple[docker.APIClient, str]) -> Holders:
+    return Holders(engine)
+
+
+def test_device_requests_name_the_chosen_gpus() -> None:
+    allocation = choose(GpuPolicy("exclusive", 2), GPUS, {})
+    assert allocation.device_ids == ("GPU-0", "GPU-1")
+    assert allocation.labels() == {LABEL: "GPU-0,GPU-1"}
+    config = docker.APIClient().create_host_config(device_requests=allocation.device_requests())
+    assert config["DeviceRequests"] == [
+        {
+            "Driver": "nvidia",
+            "Count": 0,
+            "DeviceIDs": ["GPU-0", "GPU-1"],
+            "Capabilities": [["gpu"]],
+            "Options": {},
+        }
+    ]
+    shared = choose(GpuPolicy("shared"), GPUS, {"GPU-0": "alice"})
+    assert shared.device_ids == tuple(g.uuid for g in GPUS)
+    assert shared.labels() == {SHARED_LABEL: "GPU-0,GPU-1,GPU-2,GPU-3"}
+    assert choose(GpuPolicy("none"), GPUS, {}).device_requests() == []
+
+
+def test_holders_exhaustion_and_release(
+    engine: tuple[docker.APIClient, str], holders: Holders
+) -> None:
+    allocator = GpuAllocator(GPUS)
+
+    async def allocate() -> Allocation:
+        async with allocator.reserve(GpuPolicy("exclusive"), holders.list, "CPU only") as got:
+            return got
+
+    for i, user in enumerate(("alice", "bob", "carol")):
+        holders.hold(user, (f"GPU-{i}",))
+    assert asyncio.run(allocate()).device_ids == ("GPU-3",)
+    dave = holders.hold("dave", ("GPU-3",))
+    with pytest.raises(NoGpuFree) as refused:
+        asyncio.run(allocate())
+    assert str(refused.value) == (
+        "No GPUs free: 4 of 4 are in use and this profile needs 1. "
+        "Start the 'CPU only' profile instead, or try again later."
+    )
+    engine[0].stop(dave, timeout=1)  # dave's server stops: GPU-3 is free again
+    assert asyncio.run(allocate()).device_ids == ("GPU-3",)
+
+
+def test_concurrent_spawns_never_share_a_gpu(holders: Holders) -> None:
+    allocator = GpuAllocator(GPUS[:3])
+
+    async def spawn(user: str) -> tuple[str, ...] | str:
+        try:
+            async with allocator.reserve(GpuPolicy("exclusive"), holders.list) as got:
+                await asyncio.sleep(0.05)  # the container is created while others wait
+                await asyncio.to_thread(holders.hold, user, got.device_ids)
+                return got.device_ids
+        except NoGpuFree:
+            return "refused"
+
+    async def main() -> list[tuple[str, ...] | str]:
+        return await asyncio.gather(*(spawn(f"user{i}") for i in range(5)))
+
+    results = asyncio.run(main())
+    granted = [r for r in results if r != "refused"]
+    assert sorted(granted) == [("GPU-0",), ("GPU-1",), ("GPU-2",)]
+    assert results.count("refused") == 2
+
+
+def test_mig_slices_are_allocated_one_by_one(holders: Holders) -> None:
+    allocator = GpuAllocator((A100,))
+    policy = GpuPolicy("mig", 1, "1g.5gb")
+
+    async def allocate() -> Allocation:
+        async with allocator.reserve(policy, holders.list) as got:
+            return got
+
+    first = asyncio.run(allocate())
+    assert first.device_ids == ("MIG-a",)
+    holders.hold("erin", first.device_ids)
+    assert asyncio.run(allocate()).device_ids == ("MIG-b",)
+    holders.hold("frank", ("MIG-b",))
+    with pytest.raises(NoGpuFree, match=r"No MIG 1g\.5gb slices free: 2 of 2 are in use"):
+        asyncio.run(allocate())
