@@ -124,6 +124,28 @@ def test_users_rejects_bad_input(
         ({"backup_repository": "/srv/jupyterhub/backups"}, "backup_repository must be an absolute"),
         ({"backup_keep_daily": 0, "backup_keep_weekly": 0, "backup_keep_monthly": 0}, "not all 0"),
         ({"jupyterhub_groups": ["Bad Group"]}, "jupyterhub_groups: ['Bad Group'] are not valid"),
+        (
+            {
+                "jupyterhub_profiles": [
+                    {"slug": "cpu", "display_name": "C", "image": "gpuhub/singleuser-cpu:current"},
+                    {
+                        "slug": "gpu",
+                        "display_name": "G",
+                        "image": "gpuhub/singleuser-cpu:current",
+                        "gpu": {"mode": "exclusive"},
+                    },
+                ]
+            },
+            "jupyterhub_profiles has GPU profiles, but localhost has no GPU",
+        ),
+        (
+            {
+                "jupyterhub_profiles": [
+                    {"slug": "g", "display_name": "G", "image": "x", "gpu": {"mode": "all"}}
+                ]
+            },
+            "value of mode must be one of: none, shared, exclusive, mig",
+        ),
     ],
 )
 def test_bad_settings_fail_at_preflight(

@@ -36,6 +36,9 @@ class Gpu:
     name: str = ""
     memory_mib: int = 0
     mig_devices: tuple[MigDevice, ...] = ()
+    # Reported by the gpu_facts role; informational.
+    mig_mode: str = ""
+    driver_version: str = ""
 
 
 @dataclass(frozen=True)

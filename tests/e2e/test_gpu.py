@@ -1,0 +1,28 @@
+"""The GPU path on a GPU-less host: the fact says no GPU, the driver and toolkit roles
+left nothing behind, the hub offers only CPU profiles, and the GPU check says so."""
+
+from __future__ import annotations
+
+import json
+
+from testhost import TestHost, ok
+
+
+def test_gpu_less_host_has_cpu_profiles_only(host: TestHost) -> None:
+    fact = json.loads(host.run("/etc/ansible/facts.d/gpu.fact"))
+    assert (fact["count"], fact["gpus"], fact["source"]) == (0, [], "pci")
+    settings = host.settings()["spawner"]
+    assert settings["gpus"] == []
+    assert [p["slug"] for p in settings["profiles"]] == ["cpu"]
+    for path in (
+        "/etc/modprobe.d/gpuhub-blacklist-nouveau.conf",
+        "/etc/apt/sources.list.d/nvidia-container-toolkit.sources",
+        "/etc/ansible/facts.d/docker_daemon_nvidia.fact",
+    ):
+        assert "No such file" in host.run("ls", path, check=False), path
+    assert "nvidia" not in host.run("cat", "/etc/docker/daemon.json")
+
+
+def test_gpu_check_reports_no_gpu(host: TestHost) -> None:
+    out = ok(host.playbook("playbooks/gpu-check.yml"), changed=0)
+    assert f"{host.name}: no NVIDIA GPU (PCI scan found none)" in out, out[-2000:]
