@@ -54,6 +54,16 @@ def logged_in(hub_url: str, ca_file: str, name: str, password: str) -> HubClient
     return user
 
 
+def running_with_file(
+    hub_url: str, ca_file: str, name: str, password: str, path: str, text: str
+) -> HubClient:
+    """Log in, start the server and write a file into the user's work folder."""
+    user = logged_in(hub_url, ca_file, name, password)
+    user.start_server(name)
+    write_file(user, path, text)
+    return user
+
+
 def test_users_yml_adds_a_user_who_logs_in(host: TestHost, hub_url: str, ca_file: str) -> None:
     ok(users_yml(host, user="uma", password=PASSWORDS["uma"]), changed=1)
     assert client(hub_url, ca_file).login("uma", PASSWORDS["uma"])
@@ -97,9 +107,7 @@ def test_set_password_changes_the_working_password(
 def test_removal_stops_the_server_and_archives_the_home(
     host: TestHost, hub_url: str, ca_file: str
 ) -> None:
-    uma = logged_in(hub_url, ca_file, "uma", PASSWORDS["uma"])
-    uma.start_server("uma")
-    write_file(uma, "notes.txt", "uma's notes\n")
+    running_with_file(hub_url, ca_file, "uma", PASSWORDS["uma"], "notes.txt", "uma's notes\n")
     assert host.run("docker", "ps", "-q", "--filter", "name=^jupyter-uma$").strip()
 
     ok(users_yml(host, user="uma", state="absent"), changed=1)
@@ -205,9 +213,9 @@ def test_status_and_stop_server(host: TestHost, hub_url: str, ca_file: str) -> N
 def test_teardown_keeps_data_and_site_yml_brings_everyone_back(
     host: TestHost, hub_url: str, ca_file: str
 ) -> None:
-    s02 = logged_in(hub_url, ca_file, "s02", ROSTER_PASSWORDS["s02"])
-    s02.start_server("s02")
-    write_file(s02, "essay.txt", "kept across teardown\n")
+    running_with_file(
+        hub_url, ca_file, "s02", ROSTER_PASSWORDS["s02"], "essay.txt", "kept across teardown\n"
+    )
 
     refused = host.playbook("playbooks/teardown.yml", "-e", "purge=true")
     assert refused.returncode != 0
