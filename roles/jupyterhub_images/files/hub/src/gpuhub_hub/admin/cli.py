@@ -105,9 +105,10 @@ def run(args: argparse.Namespace, api: HubAPI, settings: Settings, stdin: TextIO
     if args.area == "server":
         if args.action == "list":
             return {"servers": _servers(api)}
-        if api.user(args.name) is None:
+        model = api.user(args.name)
+        if model is None:
             raise ManageError(f"no user {args.name}")
-        running = (api.user(args.name) or {}).get("servers") or {}
+        running = model.get("servers") or {}
         stopped = args.server in running
         if stopped and not args.dry_run:
             api.stop_server(args.name, args.server)
