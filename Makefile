@@ -14,7 +14,7 @@ SCENARIOS ?= docker tls default
 DEMO_SCENARIO := demo
 TESTHOST_ENV := eval "$$(molecule/testhost/env.sh)"
 
-.PHONY: help bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean
+.PHONY: help bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean bench
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,22 @@ demo: bootstrap testhost ## Converge site.yml into a throwaway test-host contain
 
 demo-clean: bootstrap ## Remove the demo container
 	$(TESTHOST_ENV); $(BIN)/molecule destroy -s $(DEMO_SCENARIO)
+
+# Benchmark arguments (see each script's --help); BENCH_KEEP=1 keeps the bench host.
+BENCH_SPAWN ?= -n 10
+BENCH_LOAD ?= --users 100 --rate 2
+BENCH_BACKUP ?= --gib 1
+BENCH_RESULTS := bench/results
+
+bench: bootstrap testhost ## Benchmarks: converge, spawn latency, load, backup (bench/results/)
+	$(TESTHOST_ENV); status=0; \
+	{ $(BIN)/python bench/converge.py && \
+	  $(BIN)/python bench/spawn.py $(BENCH_SPAWN) && \
+	  $(BIN)/python bench/load.py $(BENCH_LOAD) && \
+	  $(BIN)/python bench/backup.py $(BENCH_BACKUP); } || status=$$?; \
+	[ -n "$(BENCH_KEEP)" ] || $(BIN)/molecule destroy -s bench >/dev/null; exit $$status
+	cat $(BENCH_RESULTS)/converge.md $(BENCH_RESULTS)/spawn.md $(BENCH_RESULTS)/load.md \
+	    $(BENCH_RESULTS)/backup.md > $(BENCH_RESULTS)/README.md
 
 clean: ## Remove the virtualenv and caches (not the test-host image)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

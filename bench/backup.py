@@ -1,0 +1,112 @@
+"""Benchmark 4: backup. Fills homes on the bench host with incompressible data, then
+measures the first backup (time, repository size), an incremental of unchanged data, an
+incremental after 1 % of the data changed, and a restore into a side folder (time per GB).
+Every backup is the nightly cron entry's own command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from common import Timer, bench_host, plot, write
+from testhost import TestHost
+
+RESTIC = "set -a; . /etc/gpuhub-backup/env; set +a; exec restic "
+FILES_PER_HOME = 10
+
+
+def repo_bytes(host: TestHost) -> int:
+    return json.loads(host.run("sh", "-c", RESTIC + "stats --mode raw-data --json"))["total_size"]
+
+
+def backup(host: TestHost, command: str) -> tuple[float, int]:
+    before = repo_bytes(host)
+    with Timer() as timer:
+        host.run("sh", "-c", command)
+    return timer.seconds, repo_bytes(host) - before
+
+
+def cron_command(host: TestHost) -> str:
+    line = next(
+        line
+        for line in host.run("cat", "/etc/cron.d/gpuhub-backup").splitlines()
+        if line[:1].isdigit()
+    )
+    return " ".join(line.split()[6:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--gib", type=float, default=1.0, help="data to back up")
+    parser.add_argument("--homes", type=int, default=20)
+    args = parser.parse_args()
+    host = bench_host()
+    command = cron_command(host)
+    file_mib = max(1, round(args.gib * 1024 / (args.homes * FILES_PER_HOME)))
+    homes = [f"/srv/jupyterhub/home/bench{i:02d}" for i in range(1, args.homes + 1)]
+    fill = (
+        f"for f in $(seq 1 {FILES_PER_HOME}); do "
+        f"head -c {file_mib}M /dev/urandom > $d/data$f.bin; done"
+    )
+    host.run(
+        "sh",
+        "-c",
+        f"for d in {' '.join(homes)}; do mkdir -p $d; {fill}; chown -R 1000:100 $d; done",
+    )
+    data_bytes = args.homes * FILES_PER_HOME * file_mib * 1024**2
+
+    first, first_added = backup(host, command)
+    unchanged, unchanged_added = backup(host, command)
+    changed_files = max(1, round(args.homes * FILES_PER_HOME / 100))
+    changed = " ".join(f"{home}/data1.bin" for home in homes[:changed_files])
+    host.run("sh", "-c", f"for f in {changed}; do head -c {file_mib}M /dev/urandom > $f; done")
+    one_percent, one_percent_added = backup(host, command)
+    host.run("rm", "-rf", "/root/bench-restore")
+    with Timer() as restore:
+        host.run(
+            "sh",
+            "-c",
+            RESTIC + "restore latest --target /root/bench-restore --include /srv/jupyterhub/home",
+        )
+    host.run("rm", "-rf", "/root/bench-restore")
+    gib = data_bytes / 1024**3
+    ratio = unchanged_added / first_added if first_added else 0.0
+    verdict = "met" if ratio <= 0.10 else f"missed by {(ratio - 0.10) * 100:.1f} points"
+    data = {
+        "title": f"Backup: {gib:.2f} GiB in {args.homes} homes (restic, local repository)",
+        "data_bytes": data_bytes,
+        "first": {"seconds": round(first, 1), "added_bytes": first_added},
+        "unchanged": {"seconds": round(unchanged, 1), "added_bytes": unchanged_added},
+        "one_percent": {"seconds": round(one_percent, 1), "added_bytes": one_percent_added},
+        "restore_seconds_per_gib": round(restore.seconds / gib, 1),
+        "unchanged_ratio": round(ratio, 4),
+        "target": "incremental backup of unchanged data <= 10% of the first",
+    }
+    mib = 1024**2
+    rows = [
+        ("first backup", f"{first:.1f} s", f"{first_added / mib:.0f} MiB"),
+        ("unchanged data", f"{unchanged:.1f} s", f"{unchanged_added / mib:.2f} MiB"),
+        ("after 1 % changed", f"{one_percent:.1f} s", f"{one_percent_added / mib:.1f} MiB"),
+        ("restore (homes, side folder)", f"{restore.seconds / gib:.1f} s per GiB", ""),
+    ]
+    notes = [
+        f"Unchanged incremental added {ratio:.2%} of the first backup (target <= 10%: {verdict})."
+    ]
+    write("backup", data, ("run", "time", "added to the repository"), rows, notes)
+    plot(
+        "backup",
+        "Backup time",
+        {
+            "seconds": (
+                ["first", "unchanged", "1 % changed", "restore"],
+                [first, unchanged, one_percent, restore.seconds],
+            )
+        },
+        "seconds",
+        "",
+        kind="bar",
+    )
+
+
+if __name__ == "__main__":
+    main()

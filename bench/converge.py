@@ -1,0 +1,81 @@
+"""Benchmark 1: converge. A fresh site.yml on a new test host (total and per role, from
+Ansible's profile_roles callback), then the no-op re-run (time and changed count).
+Leaves the converged bench host up for the other benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from common import Timer, molecule, plot, write
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+ROLE_LINE = re.compile(r"^\s*(?:│\s*)?(\S+) -{3,} (\d+\.\d+)s\s*$")
+RECAP = re.compile(r"ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)")
+PROFILE = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_roles", "ANSIBLE_FORCE_COLOR": "0"}
+
+
+def converge() -> tuple[float, str]:
+    with Timer() as timer:
+        result = molecule("converge", env=PROFILE)
+    out = ANSI.sub("", result.stdout + result.stderr)
+    if result.returncode != 0:
+        sys.exit(f"converge failed:\n{out[-4000:]}")
+    return timer.seconds, out
+
+
+def roles(out: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for line in out.splitlines():
+        match = ROLE_LINE.match(line)
+        if match and match[1] != "total":
+            found[match[1]] = found.get(match[1], 0) + float(match[2])
+    return found
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    molecule("destroy")
+    for step in ("create", "prepare"):
+        result = molecule(step)
+        if result.returncode != 0:
+            sys.exit(f"molecule {step} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+    fresh, out = converge()
+    per_role = roles(out)
+    noop, out2 = converge()
+    changed = sum(int(c) for c, _ in RECAP.findall(out2.split("PLAY RECAP")[-1]))
+    ratio = noop / fresh
+    data = {
+        "title": "Converge: fresh site.yml, then the no-op re-run",
+        "fresh_seconds": round(fresh, 1),
+        "noop_seconds": round(noop, 1),
+        "noop_changed": changed,
+        "noop_ratio": round(ratio, 3),
+        "per_role_seconds": {k: round(v, 1) for k, v in per_role.items()},
+        "target": "no-op re-converge <= 10% of the fresh converge",
+    }
+    verdict = "met" if ratio <= 0.10 else f"missed by {(ratio - 0.10) * 100:.1f} points"
+    rows = [
+        ("fresh converge (total)", f"{fresh:.0f} s"),
+        *(
+            (f"  role {name}", f"{secs:.0f} s")
+            for name, secs in sorted(per_role.items(), key=lambda kv: -kv[1])
+        ),
+        ("no-op re-run", f"{noop:.0f} s, changed={changed}"),
+        ("no-op / fresh", f"{ratio:.1%} (target <= 10%: {verdict})"),
+    ]
+    write("converge", data, ("step", "time"), rows)
+    ordered = sorted(per_role.items(), key=lambda kv: kv[1])
+    plot(
+        "converge",
+        "Fresh converge, seconds per role",
+        {"seconds": ([k for k, _ in ordered], [v for _, v in ordered])},
+        "seconds",
+        "role",
+        kind="bar",
+    )
+
+
+if __name__ == "__main__":
+    main()

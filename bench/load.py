@@ -1,0 +1,232 @@
+"""Benchmark 3: load. Simulated users (in the spirit of jupyterhub's hubtraf, but logging
+in through Nginx with NativeAuthenticator passwords) each log in, spawn, open a kernel, run
+`5 * 4` over its websocket and check `20`, idle with the websocket open, and stop. Users
+start at R logins per second. Reports success and p50/p95 per stage, 429 answers, and the
+hub's and proxy's CPU and memory over time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from common import HubClient, TestHost, bench_host, percentile, plot, write
+from hubclient import HubError, idle, run_code
+
+CONTAINERS = ("jupyterhub", "jupyterhub-proxy")
+PEAK = "Peak hub CPU {:.0f} % and memory {:.0f} MiB; proxy CPU {:.0f} % and memory {:.0f} MiB."
+STAGES = ("login", "spawn", "kernel", "execute", "idle", "stop")
+SIZE = re.compile(r"([\d.]+)\s*([KMG]i?B)")
+UNITS = {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "KB": 1 / 1000, "MB": 1, "GB": 1000}
+
+
+@dataclass
+class Outcome:
+    seconds: dict[str, float] = field(default_factory=dict)
+    failed: str = ""  # the stage that failed, and why
+    throttled: int = 0  # 429 answers
+
+
+def simulate(url: str, ca: str, name: str, password: str, idle_seconds: float) -> Outcome:
+    outcome = Outcome()
+    client = HubClient(url, verify=ca)
+
+    def stage(label: str, action: object) -> None:
+        start = time.perf_counter()
+        action()  # type: ignore[operator]
+        outcome.seconds[label] = time.perf_counter() - start
+
+    def login() -> None:
+        if not client.login(name, password):
+            raise HubError("login refused")
+        client.create_token("load")
+
+    def spawn() -> None:
+        deadline = time.monotonic() + 600
+        while True:
+            reply = client.api("POST", f"/hub/api/users/{name}/server")
+            if reply.status_code == 429:
+                outcome.throttled += 1
+                if time.monotonic() > deadline:
+                    raise HubError("still 429 after 600 s")
+                time.sleep(float(reply.headers.get("Retry-After", "2")))
+                continue
+            if reply.status_code not in (201, 202, 400):
+                raise HubError(f"spawn: {reply.status_code} {reply.text[:200]}")
+            break
+        while not (client.server_state(name) or {}).get("ready"):
+            if time.monotonic() > deadline:
+                raise HubError("not ready after 600 s")
+            if client.server_state(name) is None and reply.status_code == 202:
+                raise HubError("the spawn failed")
+            time.sleep(0.5)
+
+    kernel: dict[str, str] = {}
+
+    def open_kernel() -> None:
+        kernel["id"] = client.start_kernel(name)
+
+    def execute() -> None:
+        with client.channels(name, kernel["id"]) as ws:
+            result = run_code(ws, "print(5 * 4)")
+            if result.stdout.strip() != "20":
+                raise HubError(f"5 * 4 gave {result.stdout!r} {result.error or ''}")
+
+    def stay_idle() -> None:
+        with client.channels(name, kernel["id"]) as ws:
+            idle(ws, idle_seconds)
+
+    def stop() -> None:
+        client.stop_server(name)
+
+    for label, action in zip(
+        STAGES, (login, spawn, open_kernel, execute, stay_idle, stop), strict=True
+    ):
+        try:
+            stage(label, action)
+        except (HubError, OSError, ValueError) as err:
+            outcome.failed = f"{label}: {err}"
+            break
+    return outcome
+
+
+def sample(host: TestHost, stop: threading.Event, rows: list[dict[str, float]]) -> None:
+    start = time.monotonic()
+    while not stop.is_set():
+        code, out = host.container.exec_run(
+            [
+                "docker",
+                "stats",
+                "--no-stream",
+                "--format",
+                "{{json .}}",
+                "jupyterhub",
+                "jupyterhub-proxy",
+            ]
+        )
+        if code == 0:
+            row: dict[str, float] = {"t": round(time.monotonic() - start, 1)}
+            for line in out.decode().splitlines():
+                stats = json.loads(line)
+                used = SIZE.match(stats["MemUsage"])
+                row[f"{stats['Name']}_cpu"] = float(stats["CPUPerc"].rstrip("%"))
+                row[f"{stats['Name']}_mib"] = float(used[1]) * UNITS[used[2]] if used else 0.0
+            rows.append(row)
+        stop.wait(2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=2.0, help="logins per second")
+    parser.add_argument("--idle", type=float, default=30, help="seconds each user idles")
+    args = parser.parse_args()
+    host = bench_host()
+
+    passwords = {f"load{i:03d}": "load-" + secrets.token_urlsafe(12) for i in range(args.users)}
+    roster = json.dumps([{"name": n, "password": p} for n, p in passwords.items()])
+    host.run("sh", "-c", f"cat > /root/load-roster.json <<'EOF'\n{roster}\nEOF")
+    host.run("sh", "-c", "docker exec -i jupyterhub gpuhub-admin sync < /root/load-roster.json")
+    with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as ca:
+        ca.write(host.run("cat", "/etc/nginx/gpuhub-tls/selfsigned.crt"))
+    url = f"https://{host.address}"
+
+    stop, samples = threading.Event(), []
+    sampler = threading.Thread(target=sample, args=(host, stop, samples), daemon=True)
+    sampler.start()
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=args.users) as pool:
+        futures = []
+        for i, (name, password) in enumerate(passwords.items()):
+            delay = started + i / args.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(simulate, url, ca.name, name, password, args.idle))
+        outcomes = [f.result() for f in futures]
+    wall = time.monotonic() - started
+    stop.set()
+    sampler.join()
+
+    per_stage: dict[str, list[float]] = defaultdict(list)
+    failures: dict[str, int] = defaultdict(int)
+    for outcome in outcomes:
+        for label, secs in outcome.seconds.items():
+            per_stage[label].append(secs)
+        if outcome.failed:
+            failures[outcome.failed.split(":")[0]] += 1
+    throttled = sum(o.throttled for o in outcomes)
+    rows = [
+        (
+            label,
+            f"{len(per_stage[label])}/{args.users}",
+            failures.get(label, 0),
+            f"{percentile(per_stage[label], 50):.2f} s",
+            f"{percentile(per_stage[label], 95):.2f} s",
+        )
+        for label in STAGES
+    ]
+    peak = {
+        key: max((s.get(key, 0) for s in samples), default=0)
+        for key in (
+            "jupyterhub_cpu",
+            "jupyterhub_mib",
+            "jupyterhub-proxy_cpu",
+            "jupyterhub-proxy_mib",
+        )
+    }
+    failed_total = sum(failures.values())
+    mem_limit = host.settings()["spawner"]["default_limits"]["mem_limit"]
+    data = {
+        "title": f"Load: {args.users} users at {args.rate} logins/s, {mem_limit} per user",
+        "users": args.users,
+        "rate": args.rate,
+        "idle_seconds": args.idle,
+        "wall_seconds": round(wall, 1),
+        "stage_seconds": per_stage,
+        "failures": dict(failures),
+        "failure_examples": [o.failed for o in outcomes if o.failed][:10],
+        "http_429": throttled,
+        "resources": samples,
+        "peak": peak,
+        "target": "zero failed stages",
+    }
+    notes = [
+        f"Wall time {wall:.0f} s; HTTP 429 answers (spawn throttling, retried): {throttled}; "
+        f"failed stages: {failed_total} (target 0: {'met' if failed_total == 0 else 'missed'}).",
+        PEAK.format(*(peak[k] for k in peak)),
+    ]
+    if data["failure_examples"]:
+        notes.append("First failures: " + "; ".join(data["failure_examples"][:3]))
+    write("load", data, ("stage", "succeeded", "failed", "p50", "p95"), rows, notes)
+    times = [s["t"] for s in samples]
+    plot(
+        "load-cpu",
+        "Hub and proxy CPU during the load run",
+        {
+            n: (times, [s.get(f"{n}_cpu", 0) for s in samples])
+            for n in ("jupyterhub", "jupyterhub-proxy")
+        },
+        "seconds",
+        "CPU %",
+    )
+    plot(
+        "load-memory",
+        "Hub and proxy memory during the load run",
+        {
+            n: (times, [s.get(f"{n}_mib", 0) for s in samples])
+            for n in ("jupyterhub", "jupyterhub-proxy")
+        },
+        "seconds",
+        "MiB",
+    )
+
+
+if __name__ == "__main__":
+    main()
