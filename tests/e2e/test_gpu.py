@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from testhost import TestHost, ok
+from testhost import TestHost, flat, ok
 
 
 def test_gpu_less_host_has_cpu_profiles_only(host: TestHost) -> None:
@@ -25,4 +25,4 @@ def test_gpu_less_host_has_cpu_profiles_only(host: TestHost) -> None:
 
 def test_gpu_check_reports_no_gpu(host: TestHost) -> None:
     out = ok(host.playbook("playbooks/gpu-check.yml"), changed=0)
-    assert f"{host.name}: no NVIDIA GPU (PCI scan found none)" in out, out[-2000:]
+    assert f"{host.name}: no NVIDIA GPU (PCI scan found none)" in flat(out), out[-2000:]

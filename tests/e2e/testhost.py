@@ -75,5 +75,11 @@ def ok(result: subprocess.CompletedProcess[str], changed: int | None = None) -> 
     return result.stdout
 
 
+def flat(text: str) -> str:
+    """Output with every run of whitespace made one space: Ansible wraps long messages
+    wherever the line width falls, which differs between runs."""
+    return " ".join(text.split())
+
+
 def new_password() -> str:
     return "e2e-" + secrets.token_urlsafe(12)
