@@ -9,7 +9,7 @@ import time
 
 import pytest
 from hubclient import HubClient
-from testhost import TestHost, UserFactory, new_password
+from testhost import TestHost, UserFactory, changed_tasks, new_password
 
 TOUR = "PyTorch-Tour.ipynb"
 SECRETS = ("jupyterhub_cookie_secret", "crypt_key", "proxy_auth_token", "gpuhub_admin_token")
@@ -154,7 +154,7 @@ def test_tutorial_is_seeded_and_never_overwritten(host: TestHost, make_user: Use
     secrets_before = host.run("sha256sum", *(f"/srv/jupyterhub/state/{s}" for s in SECRETS))
     rerun = host.converge()
     assert rerun.returncode == 0, rerun.stdout[-3000:]
-    assert "changed=0" in rerun.stdout.split("PLAY RECAP")[-1], rerun.stdout[-3000:]
+    assert "changed=0" in rerun.stdout.split("PLAY RECAP")[-1], changed_tasks(rerun)
     assert host.run("sha256sum", *(f"/srv/jupyterhub/state/{s}" for s in SECRETS)) == secrets_before
 
     carol.start_server("carol")

@@ -75,10 +75,22 @@ def ok(result: subprocess.CompletedProcess[str], changed: int | None = None) -> 
     return result.stdout
 
 
-def flat(text: str) -> str:
-    """Output with every run of whitespace made one space: Ansible wraps long messages
-    wherever the line width falls, which differs between runs."""
-    return " ".join(text.split())
+def flat(result: subprocess.CompletedProcess[str]) -> str:
+    """A playbook run's whole output (failed tasks may print to stderr, depending on
+    ANSIBLE_DISPLAY_FAILED_STDERR), every run of whitespace made one space: Ansible wraps
+    long messages wherever the line width falls."""
+    return " ".join((result.stdout + result.stderr).split())
+
+
+def changed_tasks(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The tasks a playbook run reported as changed, for assertion messages."""
+    found, task = [], ""
+    for line in result.stdout.splitlines():
+        if line.startswith("TASK ["):
+            task = line.split("]")[0] + "]"
+        elif line.startswith("changed:"):
+            found.append(f"{task} {line}")
+    return found
 
 
 def new_password() -> str:
