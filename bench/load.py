@@ -206,26 +206,14 @@ def main() -> None:
         notes.append("First failures: " + "; ".join(data["failure_examples"][:3]))
     write("load", data, ("stage", "succeeded", "failed", "p50", "p95"), rows, notes)
     times = [s["t"] for s in samples]
-    plot(
-        "load-cpu",
-        "Hub and proxy CPU during the load run",
-        {
-            n: (times, [s.get(f"{n}_cpu", 0) for s in samples])
-            for n in ("jupyterhub", "jupyterhub-proxy")
-        },
-        "seconds",
-        "CPU %",
-    )
-    plot(
-        "load-memory",
-        "Hub and proxy memory during the load run",
-        {
-            n: (times, [s.get(f"{n}_mib", 0) for s in samples])
-            for n in ("jupyterhub", "jupyterhub-proxy")
-        },
-        "seconds",
-        "MiB",
-    )
+    for key, what, unit in (("cpu", "CPU", "CPU %"), ("mib", "memory", "MiB")):
+        plot(
+            f"load-{what.lower()}",
+            f"Hub and proxy {what} during the load run",
+            {n: (times, [s.get(f"{n}_{key}", 0) for s in samples]) for n in CONTAINERS},
+            "seconds",
+            unit,
+        )
 
 
 if __name__ == "__main__":
