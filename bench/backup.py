@@ -6,7 +6,7 @@ Every backup is the nightly cron entry's own command."""
 from __future__ import annotations
 
 import argparse
-import json
+import re
 
 from common import Timer, bench_host, plot, write
 from testhost import TestHost
@@ -15,15 +15,24 @@ RESTIC = "set -a; . /etc/gpuhub-backup/env; set +a; exec restic "
 FILES_PER_HOME = 10
 
 
-def repo_bytes(host: TestHost) -> int:
-    return json.loads(host.run("sh", "-c", RESTIC + "stats --mode raw-data --json"))["total_size"]
+ADDED = re.compile(r"Added to the repository: ([\d.]+) (B|KiB|MiB|GiB)")
+UNIT = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 
 def backup(host: TestHost, command: str) -> tuple[float, int]:
-    before = repo_bytes(host)
+    """Run the backup; (seconds, bytes restic says the snapshot added). Not the change in
+    repository size: the same run's `forget --prune` removes older snapshots' data."""
+    since = host.run("date", "+%s").strip()
     with Timer() as timer:
         host.run("sh", "-c", command)
-    return timer.seconds, repo_bytes(host) - before
+    log = host.run(
+        "journalctl", "--no-pager", "-o", "cat", "-t", "gpuhub-backup", "--since", f"@{since}"
+    )
+    found = ADDED.findall(log)
+    if not found:
+        raise SystemExit(f"no 'Added to the repository' line in the backup's log:\n{log}")
+    value, unit = found[-1]
+    return timer.seconds, int(float(value) * UNIT[unit])
 
 
 def cron_command(host: TestHost) -> str:
@@ -42,6 +51,8 @@ def main() -> None:
     args = parser.parse_args()
     host = bench_host()
     command = cron_command(host)
+    # A fresh repository on the (throwaway) bench host, so the first backup is a first one.
+    host.run("sh", "-c", "rm -rf /var/backups/jupyterhub/* && " + RESTIC + "init >/dev/null")
     file_mib = max(1, round(args.gib * 1024 / (args.homes * FILES_PER_HOME)))
     homes = [f"/srv/jupyterhub/home/bench{i:02d}" for i in range(1, args.homes + 1)]
     fill = (
