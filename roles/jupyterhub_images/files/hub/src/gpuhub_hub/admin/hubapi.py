@@ -154,7 +154,10 @@ class HubAPI:
     # Both together
     def snapshot(self) -> dict[str, Account]:
         """Every user: hub users plus sign-ups that have not logged in yet."""
-        approvals = self.accounts()
+        return self.snapshot_with(self.accounts())
+
+    def snapshot_with(self, approvals: dict[str, bool] | None) -> dict[str, Account]:
+        """As snapshot(), with the accounts (see accounts()) already fetched."""
         found = {
             u["name"]: Account(
                 name=u["name"],

@@ -64,8 +64,9 @@ class Manager:
         self.api = api
         self.settings = settings
         self.report = Report(dry_run=dry_run)
-        self.users = api.snapshot()
-        self.native = api.accounts() is not None
+        approvals = api.accounts()
+        self.native = approvals is not None
+        self.users = api.snapshot_with(approvals)
         self._hub_groups: set[str] | None = None
 
     # checks made before anything changes
