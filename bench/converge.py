@@ -12,8 +12,13 @@ from common import Timer, molecule, plot, write
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 ROLE_LINE = re.compile(r"^\s*(?:│\s*)?(\S+) -{3,} (\d+\.\d+)s\s*$")
+TASK_LINE = re.compile(r"^(\S+ : .+?) -{3,} (\d+\.\d+)s\s*$")
 RECAP = re.compile(r"ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)")
-PROFILE = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_roles", "ANSIBLE_FORCE_COLOR": "0"}
+PROFILE = {
+    "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_roles,ansible.posix.profile_tasks",
+    "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "12",
+    "ANSIBLE_FORCE_COLOR": "0",
+}
 
 
 def converge() -> tuple[float, str]:
@@ -34,6 +39,11 @@ def roles(out: str) -> dict[str, float]:
     return found
 
 
+def slowest_tasks(out: str) -> list[tuple[str, float]]:
+    """profile_tasks' closing list: the slowest tasks of the run, slowest first."""
+    return [(m[1], float(m[2])) for m in map(TASK_LINE.match, out.splitlines()) if m]
+
+
 def main() -> None:
     argparse.ArgumentParser(description=__doc__).parse_args()
     molecule("destroy")
@@ -44,6 +54,8 @@ def main() -> None:
     fresh, out = converge()
     per_role = roles(out)
     noop, out2 = converge()
+    noop_roles = roles(out2)
+    noop_tasks = slowest_tasks(out2)
     changed = sum(int(c) for c, _ in RECAP.findall(out2.split("PLAY RECAP")[-1]))
     ratio = noop / fresh
     data = {
@@ -53,6 +65,8 @@ def main() -> None:
         "noop_changed": changed,
         "noop_ratio": round(ratio, 3),
         "per_role_seconds": {k: round(v, 1) for k, v in per_role.items()},
+        "noop_per_role_seconds": {k: round(v, 1) for k, v in noop_roles.items()},
+        "noop_slowest_tasks": [[name, round(secs, 1)] for name, secs in noop_tasks],
         "target": "no-op re-converge <= 10% of the fresh converge",
     }
     verdict = "met" if ratio <= 0.10 else f"missed by {(ratio - 0.10) * 100:.1f} points"
@@ -64,6 +78,12 @@ def main() -> None:
         ),
         ("no-op re-run", f"{noop:.0f} s, changed={changed}"),
         ("no-op / fresh", f"{ratio:.1%} (target <= 10%: {verdict})"),
+        *(
+            (f"  no-op role {name}", f"{secs:.0f} s")
+            for name, secs in sorted(noop_roles.items(), key=lambda kv: -kv[1])
+            if secs >= 1
+        ),
+        *((f"  no-op task {name}", f"{secs:.1f} s") for name, secs in noop_tasks[:8]),
     ]
     write("converge", data, ("step", "time"), rows)
     ordered = sorted(per_role.items(), key=lambda kv: kv[1])
