@@ -74,8 +74,10 @@ bench: bootstrap testhost ## Benchmarks: converge, spawn latency, load, backup (
 	  $(BIN)/python bench/load.py $(BENCH_LOAD) && \
 	  $(BIN)/python bench/backup.py $(BENCH_BACKUP); } || status=$$?; \
 	[ -n "$(BENCH_KEEP)" ] || $(BIN)/molecule destroy -s bench >/dev/null; exit $$status
-	cat $(BENCH_RESULTS)/converge.md $(BENCH_RESULTS)/spawn.md $(BENCH_RESULTS)/load.md \
-	    $(BENCH_RESULTS)/backup.md > $(BENCH_RESULTS)/README.md
+	{ printf '# Benchmark results\n\n`make bench` (spawn.py %s, load.py %s, backup.py %s), commit %s.\nAnalysis of missed targets: README.md, "Benchmarks".\n\n' \
+	    "$(BENCH_SPAWN)" "$(BENCH_LOAD)" "$(BENCH_BACKUP)" "$$(git rev-parse --short HEAD)"; \
+	  cat $(BENCH_RESULTS)/converge.md $(BENCH_RESULTS)/spawn.md $(BENCH_RESULTS)/load.md \
+	    $(BENCH_RESULTS)/backup.md; } > $(BENCH_RESULTS)/README.md
 
 clean: ## Remove the virtualenv and caches (not the test-host image)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
