@@ -15,11 +15,14 @@ from common import HubClient, bench_host, percentile, plot, write
 
 FLOOR = r"""
 import json, subprocess, sys, time, urllib.request
-image, mem, cpus, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+image, mem, cpus, n, network, pids = sys.argv[1:4] + [int(sys.argv[4])] + sys.argv[5:7]
 times = []
 for i in range(n):
     start = time.perf_counter()
-    cid = subprocess.check_output(["docker", "run", "-d", "--rm", "--network", "jupyterhub",
+    # The same network and confinement the hub gives a user container.
+    cid = subprocess.check_output(["docker", "run", "-d", "--rm", "--network", network,
+        "--user", "1000:100", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+        "--pids-limit", pids,
         "--memory", mem, "--cpus", cpus, image, "jupyter", "server", "--ip=0.0.0.0",
         "--port=8888", "--ServerApp.token=", "--ServerApp.password=", "--no-browser"],
         text=True).strip()
@@ -89,6 +92,8 @@ def main() -> None:
             limits["mem_limit"],
             str(limits["cpu_limit"]),
             str(args.n),
+            spawner["network"],
+            str(spawner["pids_limit"]),
         )
     )
     p50, p95 = percentile(hub, 50), percentile(hub, 95)

@@ -125,6 +125,17 @@ def test_users_rejects_bad_input(
         ({"backup_keep_daily": 0, "backup_keep_weekly": 0, "backup_keep_monthly": 0}, "not all 0"),
         ({"jupyterhub_groups": ["Bad Group"]}, "jupyterhub_groups: ['Bad Group'] are not valid"),
         (
+            {"jupyterhub_users_subnet": "172.31.241.0/20"},
+            "jupyterhub_users_subnet must be an IPv4 network address with a /16 to /24 prefix",
+        ),
+        ({"jupyterhub_pids_limit": 10}, "jupyterhub_pids_limit 64 or more (got 10)"),
+        (
+            {"firewall_users_allow": [{"to": "10.1.2.300", "ports": [27000]}]},
+            "the `to` of firewall_users_allow must be IPv4 addresses or CIDRs",
+        ),
+        ({"firewall_tcp_ports": [22, 0]}, "must be 1-65535"),
+        ({"jupyterhub_images_labels": {"Release": "1"}}, "jupyterhub_images_labels keys must be"),
+        (
             {
                 "jupyterhub_profiles": [
                     {"slug": "cpu", "display_name": "C", "image": "gpuhub/singleuser-cpu:current"},

@@ -223,22 +223,43 @@ def run_code(ws: websocket.WebSocket, code: str, timeout: float = 120) -> Kernel
     result = KernelResult()
     replied = idle = False
     deadline = time.monotonic() + timeout
-    while not (replied and idle):
-        if time.monotonic() > deadline:
-            raise HubError(f"no reply to execute_request within {timeout} s")
-        message = json.loads(ws.recv())
-        if message.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        kind, content = message["msg_type"], message["content"]
-        if kind == "stream" and content.get("name") == "stdout":
-            result.stdout += content["text"]
-        elif kind == "error":
-            result.error = f"{content['ename']}: {content['evalue']}"
-        elif kind == "execute_reply":
-            replied, result.status = True, content["status"]
-        elif kind == "status" and content.get("execution_state") == "idle":
-            idle = True
+    previous = ws.gettimeout()
+    # Short reads, so the deadline holds even while the server's pings keep the socket busy.
+    ws.settimeout(5)
+    try:
+        while not (replied and idle):
+            if time.monotonic() > deadline:
+                raise HubError(f"no reply to execute_request within {timeout} s")
+            try:
+                message = json.loads(ws.recv())
+            except websocket.WebSocketTimeoutException:
+                continue
+            kind, content = message["msg_type"], message["content"]
+            if kind == "status" and content.get("execution_state") in ("restarting", "dead"):
+                # The kernel died (its memory limit, say): no reply will come.
+                result.error, result.status = "kernel died", content["execution_state"]
+                return result
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            replied, idle = _collect(result, kind, content, replied, idle)
+    finally:
+        ws.settimeout(previous)
     return result
+
+
+def _collect(
+    result: KernelResult, kind: str, content: dict[str, Any], replied: bool, idle: bool
+) -> tuple[bool, bool]:
+    """Fold one message of the request into `result`; returns (replied, idle)."""
+    if kind == "stream" and content.get("name") == "stdout":
+        result.stdout += content["text"]
+    elif kind == "error":
+        result.error = f"{content['ename']}: {content['evalue']}"
+    elif kind == "execute_reply":
+        replied, result.status = True, content["status"]
+    elif kind == "status" and content.get("execution_state") == "idle":
+        idle = True
+    return replied, idle
 
 
 def idle(ws: websocket.WebSocket, seconds: float) -> None:

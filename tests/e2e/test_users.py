@@ -225,7 +225,9 @@ def test_teardown_keeps_data_and_site_yml_brings_everyone_back(
     ok(host.playbook("playbooks/teardown.yml"))
     names = host.run("docker", "ps", "-a", "--format", "{{.Names}}").split()
     assert not [n for n in names if n.startswith("jupyter")], names
-    assert "jupyterhub" not in host.run("docker", "network", "ls", "--format", "{{.Name}}").split()
+    networks = host.run("docker", "network", "ls", "--format", "{{.Name}}").split()
+    assert "jupyterhub" not in networks
+    assert "jupyterhub-users" not in networks
     assert host.run("cat", "/srv/jupyterhub/home/s02/essay.txt") == "kept across teardown\n"
     host.run("test", "-s", "/srv/jupyterhub/state/jupyterhub.sqlite")
     images = host.run("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").split()

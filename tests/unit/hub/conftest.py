@@ -20,6 +20,7 @@ def settings_file(tmp_path: Path) -> SettingsFactory:
         (state / "proxy_auth_token").write_text("a" * 64 + "\n")
         (state / "crypt_key").write_text("0f" * 32 + "\n")
         (state / "gpuhub_admin_token").write_text("b" * 64 + "\n")
+        (state / "metrics_token").write_text("c" * 64 + "\n")
         data = base_settings(state)
         for name, values in sections.items():
             data.setdefault(name, {}).update(values)

@@ -19,6 +19,7 @@ def base_settings(state: Path) -> dict[str, Any]:
             "admin_users": ["admin"],
             "proxy_token_file": str(state / "proxy_auth_token"),
             "admin_token_file": str(state / "gpuhub_admin_token"),
+            "metrics_token_file": str(state / "metrics_token"),
             "crypt_key_file": str(state / "crypt_key"),
             "cookie_secret_file": str(state / "jupyterhub_cookie_secret"),
             "db_url": f"sqlite:///{state}/jupyterhub.sqlite",
@@ -29,6 +30,7 @@ def base_settings(state: Path) -> dict[str, Any]:
         "culler": {"timeout": 1800, "every": 300, "max_age": 86400},
         "spawner": {
             "home_root": str(state / "home"),
+            "tokens_dir": str(state / "tokens"),
             "shared_dir": "/srv/jupyterhub/shared",
             "default_limits": {"mem_limit": "2G", "cpu_limit": 1.0},
             "group_limits": {"staff": {"mem_limit": "8G", "cpu_limit": 4}},

@@ -82,6 +82,7 @@ def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
     (state / "proxy_auth_token").write_text("p" * 64)
     (state / "crypt_key").write_text("0f" * 32)
     (state / "gpuhub_admin_token").write_text("t" * 64)
+    (state / "metrics_token").write_text("m" * 64)
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Routes)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     port = free_port()

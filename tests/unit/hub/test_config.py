@@ -3,9 +3,12 @@ NativeAuthenticator and the gpuhub DockerSpawner as the settings say."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+from gpuhub_hub import hardening
 from gpuhub_hub.accounts import GpuhubAuthenticator
 from gpuhub_hub.gpus import Allocation, GpuPolicy
 from gpuhub_hub.settings import SettingsError
@@ -14,6 +17,7 @@ from hubsettings import CONFIG_PY, SettingsFactory
 from jupyterhub import orm
 from jupyterhub.app import JupyterHub
 from jupyterhub.auth import DummyAuthenticator
+from jupyterhub.objects import Hub
 from jupyterhub.user import User
 from nativeauthenticator import NativeAuthenticator
 from tornado import web
@@ -56,26 +60,36 @@ def test_culler_service_has_least_privilege(
     monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
 ) -> None:
     app = load_hub(monkeypatch, settings_file())
-    cli, service = app.services
+    cli, metrics, service = app.services
     assert cli == {"name": "gpuhub-admin", "api_token": "b" * 64, "admin": True}
+    assert metrics == {"name": "gpuhub-metrics", "api_token": "c" * 64}
     assert service["name"] == "idle-culler"
     assert "--timeout=1800" in service["command"]
     assert "--cull-every=300" in service["command"]
     assert "--max-age=86400" in service["command"]
     assert "--cull-users" not in service["command"]
-    (role,) = app.load_roles
+    metrics_role, role = app.load_roles
+    assert metrics_role == {
+        "name": "metrics",
+        "scopes": ["read:metrics"],
+        "services": ["gpuhub-metrics"],
+    }
+    assert app.authenticate_prometheus is True
     assert role["services"] == ["idle-culler"]
     assert sorted(role["scopes"]) == sorted(
         ["list:users", "read:users:activity", "read:servers", "delete:servers"]
     )
 
     app = load_hub(monkeypatch, settings_file(culler={"cull_users": True}))
-    assert "--cull-users" in app.services[1]["command"]
-    assert "admin:users" in app.load_roles[0]["scopes"]
+    assert "--cull-users" in app.services[2]["command"]
+    assert "admin:users" in app.load_roles[1]["scopes"]
 
     app = load_hub(monkeypatch, settings_file(culler={"enabled": False}))
-    assert [s["name"] for s in app.services] == ["gpuhub-admin"]
-    assert app.load_roles == []
+    assert [s["name"] for s in app.services] == ["gpuhub-admin", "gpuhub-metrics"]
+    assert [r["name"] for r in app.load_roles] == ["metrics"]
+
+    app = load_hub(monkeypatch, settings_file(hub={"metrics_token_file": ""}))
+    assert "gpuhub-metrics" not in [s["name"] for s in app.services]
 
 
 def test_native_authenticator_is_hardened(
@@ -149,6 +163,57 @@ def test_spawner_applies_profile_limits_and_volumes(
         "gpuhub.user": "alice",
         "gpuhub.profile": "cpu",
     }
+
+
+def test_spawner_confines_every_container(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
+) -> None:
+    app = load_hub(monkeypatch, settings_file(spawner={"pids_limit": 300}))
+    spawner = spawner_for(app, "alice", [], {})
+    spawner.apply_profile()
+    assert spawner.extra_host_config["cap_drop"] == ["ALL"]
+    assert spawner.extra_host_config["security_opt"] == ["no-new-privileges:true"]
+    assert spawner.extra_host_config["pids_limit"] == 300
+    assert spawner.extra_host_config["auto_remove"] is False
+    assert spawner.remove is True  # the spawner removes a stopped server itself
+    assert spawner.extra_create_kwargs["user"] == "1000:100"
+    assert spawner.extra_create_kwargs["entrypoint"] == hardening.ENTRYPOINT
+    token = spawner.gpuhub_settings.spawner.tokens_dir + "/jupyter-alice"
+    assert spawner.volumes[token] == {"bind": hardening.TOKEN_MOUNT, "mode": "ro"}
+    spawner.hub = Hub(public_host="")
+    spawner.api_token = "d" * 32
+    env = spawner.get_env()
+    assert "d" * 32 not in env.values()
+    assert env["JUPYTERHUB_USER"] == "alice"
+    with pytest.raises(SettingsError, match="pids_limit: 10 is too small"):
+        load_hub(monkeypatch, settings_file(spawner={"pids_limit": 10}))
+
+
+def test_token_file_is_private_and_rewritten_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "jupyter-alice"
+    hardening.write_token(path, "first", os.getuid(), os.getgid())
+    inode = path.stat().st_ino
+    hardening.write_token(path, "second", os.getuid(), os.getgid())
+    assert path.read_text() == "second"
+    assert path.stat().st_ino == inode
+    assert oct(path.stat().st_mode & 0o777) == "0o400"
+
+
+def test_the_entrypoint_exports_the_token_and_runs_the_image_command(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("e" * 32)
+    script = [a.replace(hardening.TOKEN_MOUNT, str(token)) for a in hardening.ENTRYPOINT]
+    out = subprocess.run(
+        [*script, "sh", "-c", 'echo "$JUPYTERHUB_API_TOKEN $0 $1"', "image-cmd", "arg"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert out.stdout == "e" * 32 + " image-cmd arg\n"
+    token.unlink()
+    missing = subprocess.run([*script, "true"], capture_output=True, text=True, check=False)
+    assert missing.returncode != 0, "a server must not start without its token"
 
 
 def test_spawner_refuses_a_profile_outside_the_users_groups(

@@ -20,6 +20,8 @@ CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:se
 # which JupyterHub allows only to admins, so the service is one (`admin: True`; its
 # token lives only in the state directory, root 0600).
 ADMIN_SERVICE = "gpuhub-admin"
+# A scraper (Prometheus) reads /hub/metrics with this service's token: it can do nothing else.
+METRICS_SERVICE = "gpuhub-metrics"
 
 log = logging.getLogger("gpuhub")
 
@@ -80,6 +82,11 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
         {"name": ADMIN_SERVICE, "api_token": _secret(hub.admin_token_file), "admin": True}
     ]
     roles: list[dict[str, Any]] = []
+    # /hub/metrics needs the read:metrics scope (403 otherwise), which no user role has.
+    c.JupyterHub.authenticate_prometheus = True
+    if hub.metrics_token_file:
+        services.append({"name": METRICS_SERVICE, "api_token": _secret(hub.metrics_token_file)})
+        roles.append({"name": "metrics", "scopes": ["read:metrics"], "services": [METRICS_SERVICE]})
     if culler.enabled:
         command = [
             sys.executable,

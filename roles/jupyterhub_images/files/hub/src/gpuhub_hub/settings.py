@@ -73,6 +73,8 @@ class Hub:
     proxy_token_file: str = "/srv/jupyterhub/state/proxy_auth_token"  # noqa: S105
     # The token of the gpuhub-admin service (the management CLI), read by hub and CLI.
     admin_token_file: str = "/srv/jupyterhub/state/gpuhub_admin_token"  # noqa: S105
+    # The token of the gpuhub-metrics service (only read:metrics); empty: no such service.
+    metrics_token_file: str = ""
     # Groups users may be put in (created on first use by the management CLI).
     groups: tuple[str, ...] = ()
     proxy_api_url: str = "http://jupyterhub-proxy:8001"
@@ -132,7 +134,7 @@ class Spawner:
     profiles: tuple[Profile, ...] = ()
     default_limits: Limits = field(default_factory=Limits)
     group_limits: dict[str, Limits] = field(default_factory=dict)
-    network: str = "jupyterhub"
+    network: str = "jupyterhub-users"
     home_root: str = "/srv/jupyterhub/home"
     # Where removed users' homes are archived (<archive_dir>/<user>/<time>.tar.gz).
     archive_dir: str = "/srv/jupyterhub/archive"
@@ -146,10 +148,16 @@ class Spawner:
     start_timeout: int = 300
     http_timeout: int = 120
     remove: bool = True
+    # Processes and threads one server may have (bounds a fork bomb).
+    pids_limit: int = 2048
+    # Where the hub writes each server's API token file (see hardening.py).
+    tokens_dir: str = "/srv/jupyterhub/tokens"
     # The host's GPUs (from the gpu_facts role); empty on a GPU-less host.
     gpus: tuple[Gpu, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.pids_limit < 64:
+            raise SettingsError(f"pids_limit: {self.pids_limit} is too small (64 or more)")
         if not self.profiles:
             raise SettingsError("profiles: at least one profile is needed")
         for profile in self.profiles:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import html
+from pathlib import Path
 from typing import Any
 
 from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Instance, default
 
+from . import hardening
 from .gpus import LABEL, SHARED_LABEL, Allocation, GpuAllocator, NoGpuFree
 from .homes import ensure_home
 from .policy import allowed_profiles, choose_profile, effective_limits
@@ -18,7 +20,8 @@ from .settings import Profile, Settings
 
 class GpuhubSpawner(DockerSpawner):
     """Spawns the profile a user chose (only from the allow-list in the settings), with
-    the limits of their groups and profile, into a home the hub made for them first."""
+    the limits of their groups and profile, into a home the hub made for them first,
+    confined as gpuhub_hub.hardening describes."""
 
     gpuhub_settings = Instance(Settings, help="The parsed gpuhub settings file").tag(config=True)
     # One allocator (and lock) for every spawner of this hub.
@@ -83,7 +86,15 @@ class GpuhubSpawner(DockerSpawner):
             self.environment.update(
                 {"PIP_TARGET": spawner.packages_mount, "PYTHONPATH": spawner.packages_mount}
             )
+        volumes[str(self.token_file)] = {"bind": hardening.TOKEN_MOUNT, "mode": "ro"}
         self.volumes = volumes
+        self.extra_create_kwargs.update(
+            {"user": f"{spawner.user_uid}:{spawner.user_gid}", "entrypoint": hardening.ENTRYPOINT}
+        )
+        self.extra_host_config = {
+            **self.extra_host_config,
+            **hardening.host_config(spawner.pids_limit),
+        }
         # Labels let playbooks (teardown, the GPU allocator) find user containers.
         labels = self.extra_create_kwargs.setdefault("labels", {})
         labels.update({"gpuhub.user": self.user.name, "gpuhub.profile": profile.slug})
@@ -102,6 +113,20 @@ class GpuhubSpawner(DockerSpawner):
         self.extra_host_config = host_config
 
     @property
+    def token_file(self) -> Path:
+        return Path(self.gpuhub_settings.spawner.tokens_dir) / self.container_name
+
+    def get_env(self) -> dict[str, str]:
+        """The environment minus the API token: the container gets it from a file."""
+        return hardening.without_token(super().get_env())
+
+    async def get_command(self) -> list[str]:
+        """The image's entrypoint and command, run by hardening.ENTRYPOINT."""
+        config = (await self.docker("inspect_image", self.image))["Config"]
+        command = self.cmd or config.get("Cmd") or []
+        return [*(config.get("Entrypoint") or []), *command, *self.get_args()]
+
+    @property
     def gpu_allocator(self) -> GpuAllocator:
         if GpuhubSpawner._gpu_allocator is None:
             GpuhubSpawner._gpu_allocator = GpuAllocator(self.gpuhub_settings.spawner.gpus)
@@ -118,6 +143,13 @@ class GpuhubSpawner(DockerSpawner):
         )
         if created:
             self.log.info("Created home %s/%s", spawner.home_root, self.user.name)
+        await asyncio.to_thread(
+            hardening.write_token,
+            self.token_file,
+            self.api_token,
+            spawner.user_uid,
+            spawner.user_gid,
+        )
         if profile.gpu.mode == "none":
             return await super().start()
         cpu = next(
@@ -133,3 +165,8 @@ class GpuhubSpawner(DockerSpawner):
                 return await super().start()
         except NoGpuFree as err:
             raise web.HTTPError(503, str(err)) from None
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        if self.remove:
+            self.token_file.unlink(missing_ok=True)

@@ -1,0 +1,318 @@
+"""Security drills 1-6 (README, Security), tried from real user containers on the
+converged test host. Every "cannot" is paired with a control that shows the same target
+answering from somewhere it is allowed, so a drill fails when the rule is missing rather
+than because the target is not there.
+
+Drill 2 never sends traffic off the test host: the "metadata service" and "private"
+addresses live in a network namespace inside the test host, behind a veth pair, with
+listeners of our own, and the test host routes them there. (They sit on the namespace's
+loopback interface: a dummy interface needs the `dummy` kernel module, which a test host
+cannot load.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from hubclient import HubClient, HubError
+from netprobe import USERS_NETWORK, container_of, probe, users_ip
+from testhost import TestHost, UserFactory, new_password
+
+ATTACKER, VICTIM = "secalice", "secbob"
+METADATA = "169.254.169.254"
+PRIVATE = "10.255.255.10"  # blocked: in 10.0.0.0/8
+ALLOWED = "10.255.255.20"  # on the scenario's firewall_users_allow list, port 7070 only
+HOST_SERVICE_PORT = 9999  # a listener on the test host itself
+STATE_SECRETS = (
+    "jupyterhub_cookie_secret",
+    "crypt_key",
+    "proxy_auth_token",
+    "gpuhub_admin_token",
+    "metrics_token",
+)
+
+# A namespace "drill" holding the blocked and allowed addresses on its loopback,
+# reached from the test host through a veth pair, with HTTP listeners on 80 and 7070.
+DRILL_NETNS = f"""
+set -e
+ip netns del drill 2>/dev/null || true
+ip link del drill-host 2>/dev/null || true
+ip netns add drill
+ip link add drill-host type veth peer name drill-ns netns drill
+ip addr add 10.255.254.1/30 dev drill-host
+ip link set drill-host up
+ip -n drill link set lo up
+ip -n drill addr add 10.255.254.2/30 dev drill-ns
+ip -n drill link set drill-ns up
+for address in {METADATA} {PRIVATE} {ALLOWED}; do
+  ip -n drill addr add $address/32 dev lo
+  ip route replace $address/32 via 10.255.254.2
+done
+ip -n drill route add default via 10.255.254.1
+for port in 80 7070; do
+  ip netns exec drill setsid python3 -m http.server $port >/dev/null 2>&1 < /dev/null &
+done
+setsid python3 -m http.server {HOST_SERVICE_PORT} >/dev/null 2>&1 < /dev/null &
+sleep 1
+"""
+
+
+@pytest.fixture(scope="module")
+def attacker(make_user: UserFactory) -> HubClient:
+    client = make_user(ATTACKER)
+    client.start_server(ATTACKER)
+    return client
+
+
+@pytest.fixture(scope="module")
+def victim(make_user: UserFactory) -> HubClient:
+    client = make_user(VICTIM)
+    client.start_server(VICTIM)
+    return client
+
+
+@pytest.fixture(scope="module")
+def drill_targets(host: TestHost) -> None:
+    host.run("sh", "-c", DRILL_NETNS)
+    deadline = time.monotonic() + 20
+    targets = (
+        f"{METADATA}:80",
+        f"{PRIVATE}:80",
+        f"{ALLOWED}:7070",
+        f"127.0.0.1:{HOST_SERVICE_PORT}",
+    )
+    while time.monotonic() < deadline:
+        if set(probe(host, None, *targets).values()) == {"open"}:
+            return
+        time.sleep(1)
+    raise AssertionError(
+        f"drill listeners do not answer on the test host: {probe(host, None, *targets)}"
+    )
+
+
+def test_drill_1_alice_cannot_reach_bobs_server_or_files(
+    host: TestHost, attacker: HubClient, victim: HubClient
+) -> None:
+    alice, bob = container_of(host, ATTACKER), container_of(host, VICTIM)
+    bob_server = f"{users_ip(host, bob)}:8888"
+    # Control: the hub reaches Bob's server (that is how it checks it is up).
+    assert probe(host, "jupyterhub", bob_server)[bob_server] == "open"
+    assert probe(host, alice, bob_server)[bob_server] != "open"
+
+    secret = {"type": "file", "format": "text", "content": "bob's private notes 7731"}
+    assert victim.api("PUT", f"/user/{VICTIM}/api/contents/private.txt", json=secret).ok
+    # Alice's credentials at Bob's server, through the front door.
+    stolen = attacker.api("GET", f"/user/{VICTIM}/api/contents/private.txt?content=1")
+    assert stolen.status_code in (403, 404), stolen.status_code
+    assert "7731" not in stolen.text
+    # Alice's file system: her own home only; no other home, no host tree, no Docker socket.
+    mounts = host.run("docker", "exec", alice, "cat", "/proc/self/mountinfo")
+    assert VICTIM not in mounts
+    assert "docker.sock" not in mounts
+    found = host.run(
+        "docker",
+        "exec",
+        alice,
+        "grep",
+        "-rls",
+        "7731",
+        "/home",
+        "/srv",
+        "/mnt",
+        "/tmp",  # noqa: S108 (a path inside the container)
+        check=False,
+    )
+    assert found.strip() == "", found
+
+
+def test_drill_2_egress_is_blocked_except_hub_and_allow_list(
+    host: TestHost, attacker: HubClient, drill_targets: None
+) -> None:
+    alice = container_of(host, ATTACKER)
+    # The host's address on the users network: the subnet's .1 (the hub has .2).
+    gateway = users_ip(host, "jupyterhub").rsplit(".", 1)[0] + ".1"
+    template = "{{range .IPAM.Config}}{{.Gateway}}{{end}}"
+    network = host.run("docker", "network", "inspect", "-f", template, USERS_NETWORK)
+    assert network.strip() == gateway
+    blocked = (
+        f"{METADATA}:80",
+        f"{PRIVATE}:80",
+        f"{ALLOWED}:80",  # allowed address, but not this port
+        "jupyterhub-proxy:8001",  # the proxy's API
+        f"{gateway}:{HOST_SERVICE_PORT}",  # another service on the host
+    )
+    allowed = (f"{ALLOWED}:7070", "jupyterhub:8081", f"{gateway}:443")
+    # Controls: the hub container, which no user rule covers, reaches the same targets.
+    from_hub = probe(host, "jupyterhub", f"{METADATA}:80", f"{PRIVATE}:80", "jupyterhub-proxy:8001")
+    assert set(from_hub.values()) == {"open"}, from_hub
+    assert (
+        probe(host, None, f"{gateway}:{HOST_SERVICE_PORT}")[f"{gateway}:{HOST_SERVICE_PORT}"]
+        == "open"
+    )
+
+    from_alice = probe(host, alice, *blocked, *allowed)
+    assert [t for t in blocked if from_alice[t] == "open"] == [], from_alice
+    assert [t for t in allowed if from_alice[t] != "open"] == [], from_alice
+    # The hub API answers a user server's own token.
+    token = host.run("cat", f"/srv/jupyterhub/tokens/{alice}").strip()
+    check = (
+        "import os, urllib.request; r = urllib.request.Request("
+        "os.environ['JUPYTERHUB_API_URL'] + '/user', headers={'Authorization': 'token ' + "
+        f"{token!r}}}); print(urllib.request.urlopen(r, timeout=10).status)"
+    )
+    assert host.run("docker", "exec", alice, "python3", "-c", check).strip() == "200"
+
+
+def test_drill_3_user_containers_are_confined(
+    host: TestHost, attacker: HubClient, victim: HubClient
+) -> None:
+    pids_limit = host.settings()["spawner"]["pids_limit"]
+    names = host.run(
+        "docker", "ps", "--filter", "label=gpuhub.user", "--format", "{{.Names}}"
+    ).split()
+    assert len(names) >= 2, names
+    secrets = [host.run("cat", f"/srv/jupyterhub/state/{s}").strip() for s in STATE_SECRETS]
+    for name in names:
+        (info,) = json.loads(host.run("docker", "inspect", name))
+        config, hostconfig = info["Config"], info["HostConfig"]
+        assert config["User"] == "1000:100", name
+        assert hostconfig["CapDrop"] == ["ALL"], name
+        assert not hostconfig["CapAdd"], name
+        assert "no-new-privileges:true" in hostconfig["SecurityOpt"], name
+        assert hostconfig["PidsLimit"] == pids_limit, name
+        assert hostconfig["Privileged"] is False, name
+        assert hostconfig["AutoRemove"] is False, name  # survives a daemon restart
+        assert hostconfig["NetworkMode"] == USERS_NETWORK, name
+        assert list(info["NetworkSettings"]["Networks"]) == [USERS_NETWORK], name
+        assert not any("docker.sock" in m["Source"] for m in info["Mounts"]), name
+        env = dict(e.split("=", 1) for e in config["Env"])
+        assert not any("TOKEN" in key or "SECRET" in key for key in env), sorted(env)
+        text = json.dumps(info)
+        api_token = host.run("cat", f"/srv/jupyterhub/tokens/{name}").strip()
+        assert len(api_token) >= 32
+        for secret in [*secrets, api_token]:
+            assert secret not in text, f"a secret shows in docker inspect {name}"
+        assert host.run("stat", "-c", "%a %u", f"/srv/jupyterhub/tokens/{name}").split() == [
+            "400",
+            "1000",
+        ]
+        inside = host.run(
+            "docker",
+            "exec",
+            name,
+            "sh",
+            "-c",
+            "id -u; grep -E '^(NoNewPrivs|CapEff)' /proc/1/status; "
+            "tr '\\0' '\\n' < /proc/1/environ",
+        )
+        lines = inside.splitlines()
+        assert lines[0] == "1000", inside
+        assert "NoNewPrivs:\t1" in lines, inside
+        assert "CapEff:\t0000000000000000" in lines, inside
+        for secret in secrets:
+            assert secret not in inside
+
+
+def oom_kills(host: TestHost, container: str) -> int:
+    events = host.run(
+        "docker",
+        "exec",
+        container,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory.events 2>/dev/null"
+        " || cat /sys/fs/cgroup/memory/memory.oom_control",
+    )
+    counts = dict(line.split() for line in events.splitlines() if line.strip())
+    return int(counts.get("oom_kill", 0))
+
+
+def started_at(host: TestHost, container: str) -> str:
+    return host.run("docker", "inspect", "-f", "{{.State.StartedAt}}", container).strip()
+
+
+def test_drill_4_memory_and_fork_bombs_stay_in_their_container(
+    host: TestHost, attacker: HubClient, victim: HubClient
+) -> None:
+    alice, bob = container_of(host, ATTACKER), container_of(host, VICTIM)
+    bob_kernel = victim.start_kernel(VICTIM)
+    assert victim.execute(VICTIM, bob_kernel, "kept = 'bob 1'").error is None
+    hub_started = started_at(host, "jupyterhub")
+    before = oom_kills(host, alice)
+
+    kernel = attacker.start_kernel(ATTACKER)
+    bomb = "chunks = []\nwhile True:\n    chunks.append(b'\\x01' * (32 * 1024 * 1024))"
+    assert attacker.execute(ATTACKER, kernel, bomb, timeout=120).error == "kernel died"
+    assert oom_kills(host, alice) > before, "the memory bomb was not OOM-killed in its container"
+    assert oom_kills(host, bob) == 0
+
+    limit = host.settings()["spawner"]["pids_limit"]
+    fork_bomb = (
+        "import os, time\n"
+        "children = []\n"
+        "try:\n"
+        f"    for _ in range({limit * 2}):\n"
+        "        pid = os.fork()\n"
+        "        if pid == 0:\n"
+        "            time.sleep(60); os._exit(0)\n"
+        "        children.append(pid)\n"
+        "    print(len(children), 0)\n"
+        "except OSError as err:\n"
+        "    print(len(children), err.errno)\n"
+        "finally:\n"
+        "    for pid in children: os.kill(pid, 9)\n"
+    )
+    forked, errno = host.run("docker", "exec", alice, "python3", "-c", fork_bomb).split()
+    assert int(forked) < limit, forked
+    assert errno == "11", errno  # EAGAIN: the pids limit
+
+    assert started_at(host, "jupyterhub") == hub_started
+    assert attacker.api("GET", "/hub/health").status_code == 200
+    assert victim.execute(VICTIM, bob_kernel, "print(kept)").stdout == "bob 1\n"
+
+
+def test_drill_5_logins_need_approval_lock_out_and_refuse_common_passwords(
+    hub_url: str, ca_file: str, host: TestHost, admin: HubClient
+) -> None:
+    auth = host.settings()["auth"]
+    password = new_password()
+    carl = HubClient(hub_url, verify=ca_file)
+    carl.signup("seccarl", password)
+    assert not carl.login("seccarl", password), "an unapproved user logged in"
+    admin.approve("seccarl")
+    for _ in range(auth["allowed_failed_logins"]):
+        assert not HubClient(hub_url, verify=ca_file).login("seccarl", "wrong-" + password)
+    assert not HubClient(hub_url, verify=ca_file).login("seccarl", password), "not locked out"
+    time.sleep(auth["seconds_before_next_try"] + 2)
+    assert HubClient(hub_url, verify=ca_file).login("seccarl", password), "still locked out"
+
+    # On NativeAuthenticator's list of common passwords, and long enough otherwise.
+    page = HubClient(hub_url, verify=ca_file).signup("seccommon", "qwertyuiop")
+    assert "not too common" in page, page[:500]
+    with pytest.raises(HubError, match="not on the authorization page"):
+        admin.is_approved("seccommon")  # no account was made
+
+
+def test_drill_6_metrics_need_the_metrics_token(
+    hub_url: str, ca_file: str, host: TestHost, attacker: HubClient
+) -> None:
+    url = f"{hub_url}/hub/metrics"
+    assert requests.get(url, verify=ca_file, timeout=30).status_code == 403
+    assert attacker.api("GET", "/hub/metrics").status_code == 403
+    token = host.run("cat", "/srv/jupyterhub/state/metrics_token").strip()
+    answer = requests.get(
+        url, headers={"Authorization": f"token {token}"}, verify=ca_file, timeout=30
+    )
+    assert answer.status_code == 200
+    assert "jupyterhub_" in answer.text
+    # The metrics token can read nothing else.
+    users = requests.get(
+        f"{hub_url}/hub/api/users",
+        headers={"Authorization": f"token {token}"},
+        verify=ca_file,
+        timeout=30,
+    )
+    assert users.status_code == 403

@@ -1,0 +1,140 @@
+"""Reliability drills 7-10 (README, Security). They run last (file name): they restart
+the hub, upgrade it, restart Docker and reboot the test host. Drill 10 (a --check --diff
+run changes nothing) comes first, while the host is exactly as converged."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from hubclient import HubClient
+from netprobe import container_of, probe
+from testhost import TestHost, UserFactory, changed_tasks, new_password, recap
+
+LIVE = [f"live{i}" for i in range(10)]
+RETURNER = "returner"
+UPGRADE_LABEL = {"jupyterhub_images_labels": {"io.gpuhub.drill": "upgraded"}}
+
+Kernels = dict[str, tuple[HubClient, str]]
+
+
+@pytest.fixture(scope="module")
+def kernels(make_user: UserFactory) -> Kernels:
+    """Ten users with a running server and a kernel that holds state."""
+    clients = {name: make_user(name) for name in LIVE}
+    with ThreadPoolExecutor(5) as pool:
+        list(pool.map(lambda name: clients[name].start_server(name), LIVE))
+    live = {}
+    for name, client in clients.items():
+        kernel = client.start_kernel(name)
+        assert client.execute(name, kernel, f"state = {name!r} * 2").error is None
+        live[name] = (client, kernel)
+    return live
+
+
+def wait_for_hub(url: str, ca_file: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/hub/health", verify=ca_file, timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(2)
+    raise AssertionError(f"the hub at {url} did not come back within {timeout} s")
+
+
+def assert_state_kept(kernels: Kernels) -> None:
+    for name, (client, kernel) in kernels.items():
+        assert client.server_state(name)["ready"], name
+        result = client.execute(name, kernel, "print(state)")
+        assert result.stdout == name * 2 + "\n", (name, result)
+
+
+def inspect(host: TestHost, template: str, *containers: str) -> list[str]:
+    return host.run("docker", "inspect", "-f", template, *containers).split()
+
+
+def test_drill_10_check_diff_on_a_converged_host_changes_nothing(host: TestHost) -> None:
+    result = host.converge("--check", "--diff")
+    assert result.returncode == 0, result.stdout[-3000:]
+    changed, failed = recap(result)
+    assert (changed, failed) == (0, 0), changed_tasks(result)
+
+
+def test_drill_7_kernels_survive_a_hub_restart_and_upgrade(
+    host: TestHost, hub_url: str, ca_file: str, kernels: Kernels
+) -> None:
+    servers = [container_of(host, name) for name in LIVE]
+    started = inspect(host, "{{.State.StartedAt}}", *servers)
+
+    host.run("docker", "restart", "jupyterhub")
+    wait_for_hub(hub_url, ca_file)
+    assert_state_kept(kernels)
+
+    hub_before = inspect(host, "{{.Id}}", "jupyterhub")
+    proxy_before = inspect(host, "{{.Id}} {{.State.StartedAt}}", "jupyterhub-proxy")
+    upgrade = host.converge("-e", json.dumps(UPGRADE_LABEL))
+    assert upgrade.returncode == 0, upgrade.stdout[-3000:]
+    assert inspect(host, "{{.Id}}", "jupyterhub") != hub_before, "the hub was not recreated"
+    label = '{{index .Config.Labels "io.gpuhub.drill"}}'
+    assert inspect(host, label, "jupyterhub") == ["upgraded"]
+    # The proxy kept running (no dropped connections), and so did every user server.
+    assert inspect(host, "{{.Id}} {{.State.StartedAt}}", "jupyterhub-proxy") == proxy_before
+    wait_for_hub(hub_url, ca_file)
+    assert_state_kept(kernels)
+    assert inspect(host, "{{.State.StartedAt}}", *servers) == started
+
+
+def test_drill_8_user_servers_survive_a_docker_restart(
+    host: TestHost, hub_url: str, ca_file: str, kernels: Kernels
+) -> None:
+    servers = [container_of(host, name) for name in LIVE]
+    started = inspect(host, "{{.State.StartedAt}}", *servers, "jupyterhub", "jupyterhub-proxy")
+    daemon = host.run("systemctl", "show", "-p", "MainPID", "docker")
+    host.run("systemctl", "restart", "docker")
+    assert host.run("systemctl", "show", "-p", "MainPID", "docker") != daemon
+    assert inspect(host, "{{.State.StartedAt}}", *servers, "jupyterhub", "jupyterhub-proxy") == (
+        started
+    )
+    wait_for_hub(hub_url, ca_file)
+    assert_state_kept(kernels)
+    # Isolation holds with the restarted daemon's rules: the proxy API stays out of reach.
+    assert probe(host, "jupyterhub", "jupyterhub-proxy:8001") == {"jupyterhub-proxy:8001": "open"}
+    assert probe(host, servers[0], "jupyterhub-proxy:8001")["jupyterhub-proxy:8001"] != "open"
+
+
+def test_drill_9_the_stack_returns_after_a_reboot(
+    host: TestHost, hub_url: str, ca_file: str, admin: HubClient
+) -> None:
+    password = new_password()
+    user = HubClient(hub_url, verify=ca_file)
+    user.signup(RETURNER, password)
+    admin.approve(RETURNER)
+    assert user.login(RETURNER, password)
+    user.create_token()
+    user.start_server(RETURNER)
+    kernel = user.start_kernel(RETURNER)
+    code = "open('/home/jovyan/work/before-reboot.txt', 'w').write('still 42')"
+    assert user.execute(RETURNER, kernel, code).error is None
+
+    host.container.restart(timeout=60)
+    host.container.reload()
+    url = f"https://{host.address}"
+    wait_for_hub(url, ca_file, timeout=420)
+    for unit in ("gpuhub-firewall", "docker", "nginx"):
+        assert host.run("systemctl", "is-active", unit).strip() == "active", unit
+    assert "chain users_out" in host.run("nft", "list", "table", "inet", "gpuhub")
+
+    again = HubClient(url, verify=ca_file)
+    assert again.login(RETURNER, password), "cannot log in after the reboot"
+    again.create_token()
+    again.start_server(RETURNER)
+    kernel = again.start_kernel(RETURNER)
+    read = "print(open('/home/jovyan/work/before-reboot.txt').read())"
+    assert again.execute(RETURNER, kernel, read).stdout == "still 42\n"
+    server = container_of(host, RETURNER)
+    assert probe(host, server, "jupyterhub-proxy:8001")["jupyterhub-proxy:8001"] != "open"
