@@ -13,6 +13,7 @@ cannot load.)
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import pytest
@@ -164,6 +165,22 @@ def test_drill_2_egress_is_blocked_except_hub_and_allow_list(
         f"{token!r}}}); print(urllib.request.urlopen(r, timeout=10).status)"
     )
     assert host.run("docker", "exec", alice, "python3", "-c", check).strip() == "200"
+
+
+def test_drill_2_host_firewall_lets_in_only_its_ports(host: TestHost, drill_targets: None) -> None:
+    """From outside the test host (this machine), only firewall_tcp_ports get through."""
+    service = f"{host.address}:{HOST_SERVICE_PORT}"
+    inside = f"127.0.0.1:{HOST_SERVICE_PORT}"
+    assert probe(host, None, inside) == {inside: "open"}  # control: the service listens
+    outside = {}
+    for target in (service, f"{host.address}:443"):
+        address, port = target.rsplit(":", 1)
+        try:
+            socket.create_connection((address, int(port)), timeout=4).close()
+            outside[target] = "open"
+        except OSError as err:
+            outside[target] = type(err).__name__
+    assert outside == {service: "TimeoutError", f"{host.address}:443": "open"}, outside
 
 
 def test_drill_3_user_containers_are_confined(
