@@ -9,10 +9,9 @@ import time
 
 import pytest
 from hubclient import HubClient
-from testhost import TestHost, UserFactory, changed_tasks, new_password
+from testhost import SECRETS, TestHost, UserFactory, changed_tasks, new_password
 
 TOUR = "PyTorch-Tour.ipynb"
-SECRETS = ("jupyterhub_cookie_secret", "crypt_key", "proxy_auth_token", "gpuhub_admin_token")
 
 
 def size_in_bytes(size: str) -> int:

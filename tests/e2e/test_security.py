@@ -20,20 +20,13 @@ import pytest
 import requests
 from hubclient import HubClient, HubError
 from netprobe import USERS_NETWORK, container_of, probe, users_ip
-from testhost import TestHost, UserFactory, new_password
+from testhost import SECRETS, TestHost, UserFactory, new_password
 
 ATTACKER, VICTIM = "secalice", "secbob"
 METADATA = "169.254.169.254"
 PRIVATE = "10.255.255.10"  # blocked: in 10.0.0.0/8
 ALLOWED = "10.255.255.20"  # on the scenario's firewall_users_allow list, port 7070 only
 HOST_SERVICE_PORT = 9999  # a listener on the test host itself
-STATE_SECRETS = (
-    "jupyterhub_cookie_secret",
-    "crypt_key",
-    "proxy_auth_token",
-    "gpuhub_admin_token",
-    "metrics_token",
-)
 
 # A namespace "drill" holding the blocked and allowed addresses on its loopback,
 # reached from the test host through a veth pair, with HTTP listeners on 80 and 7070.
@@ -191,7 +184,7 @@ def test_drill_3_user_containers_are_confined(
         "docker", "ps", "--filter", "label=gpuhub.user", "--format", "{{.Names}}"
     ).split()
     assert len(names) >= 2, names
-    secrets = [host.run("cat", f"/srv/jupyterhub/state/{s}").strip() for s in STATE_SECRETS]
+    secrets = [host.run("cat", f"/srv/jupyterhub/state/{s}").strip() for s in SECRETS]
     for name in names:
         (info,) = json.loads(host.run("docker", "inspect", name))
         config, hostconfig = info["Config"], info["HostConfig"]

@@ -17,6 +17,14 @@ from hubclient import HubClient
 REPO = Path(__file__).resolve().parents[2]
 RECAP = re.compile(r"^\S+\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", re.M)
 UserFactory = Callable[..., HubClient]
+# The secrets the jupyterhub role generates into /srv/jupyterhub/state (root, 0600).
+SECRETS = (
+    "jupyterhub_cookie_secret",
+    "crypt_key",
+    "proxy_auth_token",
+    "gpuhub_admin_token",
+    "metrics_token",
+)
 
 
 class TestHost:
