@@ -22,6 +22,8 @@ import yaml
 from hubsettings import CONFIG_PY, base_settings
 
 HUB_SRC = CONFIG_PY.parent / "src"
+# The first password of the admin in base_settings (Ansible generates it on a real host).
+ADMIN_PASSWORD = "first-admin-password"  # noqa: S105
 
 
 class _Routes(BaseHTTPRequestHandler):
@@ -66,6 +68,24 @@ class LiveHub:
     root: Path
     log: Path
 
+    process: subprocess.Popen | None = None
+
+    def service_token(self, module: str) -> str:
+        """The API token the hub handed to a managed service it started (found in the
+        service process's environment): that service's real privileges."""
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            try:
+                cmdline = (environ.parent / "cmdline").read_bytes().split(b"\0")
+                if module.encode() not in cmdline:
+                    continue
+                pairs = environ.read_bytes().split(b"\0")
+            except OSError:
+                continue
+            for pair in pairs:
+                if pair.startswith(b"JUPYTERHUB_API_TOKEN="):
+                    return pair.split(b"=", 1)[1].decode()
+        raise AssertionError(f"no running service process {module}")
+
     @property
     def home_root(self) -> Path:
         return self.root / "home"
@@ -77,12 +97,20 @@ class LiveHub:
 
 @contextmanager
 def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
+    """A hub whose state lives in `root/state`: a second hub on the same root starts on
+    the first one's database (as a re-converge with other settings would)."""
     state = root / "state"
-    state.mkdir(parents=True)
-    (state / "proxy_auth_token").write_text("p" * 64)
-    (state / "crypt_key").write_text("0f" * 32)
-    (state / "gpuhub_admin_token").write_text("t" * 64)
-    (state / "metrics_token").write_text("m" * 64)
+    passwords = state / "admin-passwords"
+    passwords.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("proxy_auth_token", "p" * 64),
+        ("crypt_key", "0f" * 32),
+        ("gpuhub_admin_token", "t" * 64),
+        ("metrics_token", "m" * 64),
+        ("admin-passwords/admin", ADMIN_PASSWORD),
+    ):
+        if not (state / name).exists():
+            (state / name).write_text(text)
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Routes)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     port = free_port()
@@ -95,6 +123,7 @@ def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
         groups=["students"],
     )
     data["culler"] = {"enabled": False}
+    data["auth"] = {"initial_admin_password_dir": str(passwords)}
     data["spawner"].update(home_root=str(root / "home"), archive_dir=str(root / "archive"))
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
@@ -107,7 +136,7 @@ def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
         process = subprocess.Popen(
             [str(jupyterhub), "-f", str(CONFIG_PY)], cwd=state, env=env, stdout=out, stderr=out
         )
-    hub = LiveHub(f"http://127.0.0.1:{port}", settings, root, log)
+    hub = LiveHub(f"http://127.0.0.1:{port}", settings, root, log, process)
     try:
         deadline = time.monotonic() + 60
         while True:

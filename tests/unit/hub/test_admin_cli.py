@@ -20,7 +20,8 @@ PASSWORD = "correct-horse-battery"  # noqa: S105
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
-    with live_hub(tmp_path_factory.mktemp("hub")) as running:
+    # Sign-up on (an opt-in), for the test of approving sign-ups.
+    with live_hub(tmp_path_factory.mktemp("hub"), auth={"enable_signup": True}) as running:
         yield running
 
 

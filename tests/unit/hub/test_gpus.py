@@ -4,6 +4,7 @@ stand for the servers holding GPUs, exactly as the hub's own user containers do.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -53,12 +54,15 @@ class Holders:
         self.client, self.image = engine
         self.run = uuid.uuid4().hex[:8]
 
-    def hold(self, user: str, devices: tuple[str, ...]) -> str:
+    def hold(self, user: str, devices: tuple[str, ...], start: bool = True) -> str:
+        """A container labelled with `devices`: started, or (start=False) left `created`
+        as after a hub crash between create and start."""
         labels = {TEST_LABEL: self.run, "gpuhub.user": user, **Allocation(devices, True).labels()}
         container = self.client.create_container(
             self.image, ["sleep", "600"], labels=labels, name=f"gpuhub-test-{self.run}-{user}"
         )
-        self.client.start(container["Id"])
+        if start:
+            self.client.start(container["Id"])
         return container["Id"]
 
     async def list(self) -> list[dict[str, Any]]:
@@ -85,7 +89,7 @@ def test_device_requests_name_the_chosen_gpus() -> None:
             "Options": {},
         }
     ]
-    shared = choose(GpuPolicy("shared"), GPUS, {"GPU-0": "alice"})
+    shared = choose(GpuPolicy("shared"), GPUS, {})
     assert shared.device_ids == tuple(g.uuid for g in GPUS)
     assert shared.labels() == {SHARED_LABEL: "GPU-0,GPU-1,GPU-2,GPU-3"}
     assert choose(GpuPolicy("none"), GPUS, {}).device_requests() == []
@@ -150,3 +154,64 @@ def test_mig_slices_are_allocated_one_by_one(holders: Holders) -> None:
     holders.hold("frank", ("MIG-b",))
     with pytest.raises(NoGpuFree, match=r"No MIG 1g\.5gb slices free: 2 of 2 are in use"):
         asyncio.run(allocate())
+
+
+# A host with two whole GPUs and one in MIG mode (two 1g.5gb slices).
+MIXED = (*GPUS[:2], A100)
+
+
+def allocate(allocator: GpuAllocator, policy: GpuPolicy, holders: Holders) -> Allocation:
+    async def run() -> Allocation:
+        async with allocator.reserve(policy, holders.list) as got:
+            return got
+
+    return asyncio.run(run())
+
+
+def test_one_ledger_across_whole_mig_and_shared_pools(holders: Holders) -> None:
+    allocator = GpuAllocator(MIXED)
+    exclusive, mig, shared = (
+        GpuPolicy("exclusive"),
+        GpuPolicy("mig", 1, "1g.5gb"),
+        GpuPolicy("shared"),
+    )
+    # A GPU in MIG mode is never handed out whole, held or not.
+    holders.hold("alice", ("GPU-0",))
+    holders.hold("bob", ("GPU-1",))
+    with pytest.raises(NoGpuFree, match="No GPUs free: 2 of 2 are in use"):
+        allocate(allocator, exclusive, holders)
+    # Shared servers see only GPUs no one holds: none now.
+    with pytest.raises(NoGpuFree, match="No GPUs free"):
+        allocate(allocator, shared, holders)
+    # A whole-GPU hold (a container from before MIG was enabled) blocks its slices.
+    holders.hold("carol", ("GPU-a100",))
+    with pytest.raises(NoGpuFree, match=r"No MIG 1g\.5gb slices free: 2 of 2 are in use"):
+        allocate(allocator, mig, holders)
+
+
+def test_a_held_slice_blocks_its_gpu_and_shared_sees_only_free_gpus(holders: Holders) -> None:
+    gpu_with_slices = Gpu(uuid="GPU-x", mig_devices=(MigDevice("MIG-x", "1g.5gb"),))
+    held = {"MIG-x": "dave"}
+    assert choose(GpuPolicy("shared"), (*GPUS[:2], gpu_with_slices), held).device_ids == (
+        "GPU-0",
+        "GPU-1",
+    )
+    holders.hold("erin", ("GPU-0",))
+    allocator = GpuAllocator((*GPUS[:2], gpu_with_slices))
+    assert allocate(allocator, GpuPolicy("shared"), holders).device_ids == ("GPU-1",)
+    assert allocate(allocator, GpuPolicy("exclusive"), holders).device_ids == ("GPU-1",)
+
+
+def test_a_container_stuck_in_created_stops_holding_after_the_start_timeout(
+    holders: Holders,
+) -> None:
+    holders.hold("frank", ("GPU-0",), start=False)  # the hub died before starting it
+    allocator = GpuAllocator(GPUS[:1], stale_after=2)
+    with pytest.raises(NoGpuFree):  # within the start timeout it may still start
+        allocate(allocator, GpuPolicy("exclusive"), holders)
+    time.sleep(3)
+    assert allocate(allocator, GpuPolicy("exclusive"), holders).device_ids == ("GPU-0",)
+    # Control: a started container keeps holding however old it is.
+    holders.hold("gina", ("GPU-0",))
+    with pytest.raises(NoGpuFree):
+        allocate(allocator, GpuPolicy("exclusive"), holders)

@@ -60,3 +60,23 @@ def test_good_names(name: str) -> None:
 )
 def test_bad_names(name: object) -> None:
     assert username_problem(name)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # A YAML error on the line with the password: PyYAML quotes that line.
+        (
+            "- {name: amy, password: 'Hunter2-Secret}\n",
+            "the roster is not valid YAML at line 2, column 1",
+        ),
+        ("- name: amy\n  password: Hunter2-Secret: x\n", "not valid YAML at line 2, column 27"),
+        # An entry that is neither a name nor a mapping.
+        ("- [amy, Hunter2-Secret]\n", "entry 1: expected a user name or a mapping, got a list"),
+    ],
+)
+def test_errors_never_repeat_a_password(text: str, message: str) -> None:
+    with pytest.raises(RosterError) as error:
+        parse(text)
+    assert message in str(error.value)
+    assert "Hunter2" not in str(error.value)

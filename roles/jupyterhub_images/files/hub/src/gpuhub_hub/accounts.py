@@ -5,6 +5,13 @@ pages to manage them. The hub caches that table's rows in its database session, 
 second process writing the table would be ignored until a restart. These handlers run
 inside the hub, use NativeAuthenticator's own model and methods, and need the
 `admin:users` scope, so the management CLI (a hub service) can manage accounts safely.
+As in JupyterHub's own API, only an admin caller may change (or test the password of)
+an admin's account.
+
+The accounts of `admin_users` exist before the hub first answers: at start, an admin
+with no account gets one, approved, with the password Ansible generated into
+`initial_password_dir/<name>` (root 0600). So no visitor can claim an admin name by
+signing up first.
 
     GET  /hub/api/gpuhub/accounts              [{"name", "approved"}]
     GET  /hub/api/gpuhub/accounts/<name>       {"name", "approved"}
@@ -15,6 +22,7 @@ inside the hub, use NativeAuthenticator's own model and methods, and need the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import bcrypt
@@ -23,12 +31,40 @@ from jupyterhub.scopes import needs_scope
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.orm import UserInfo
 from tornado import web
+from traitlets import Unicode
 
 from .names import username_problem
 
 
 class GpuhubAuthenticator(NativeAuthenticator):
     """NativeAuthenticator with the accounts API (configured as c.NativeAuthenticator)."""
+
+    initial_password_dir = Unicode(
+        "",
+        config=True,
+        help="Folder of <admin name> files: the first password of each admin in admin_users.",
+    )
+
+    def add_user(self, user: Any) -> None:  # noqa: ANN401 (JupyterHub's User wrapper or row)
+        """JupyterHub calls this for every user at start, before the hub answers."""
+        super().add_user(user)
+        if user.name in self.admin_users and self.initial_password_dir:
+            self.ensure_admin_account(user.name)
+
+    def ensure_admin_account(self, name: str) -> None:
+        if UserInfo.find(self.db, name) is not None:
+            return  # made earlier (or by gpuhub-admin): never reset a password here
+        path = Path(self.initial_password_dir) / name
+        try:
+            password = path.read_text().strip()
+        except OSError as err:
+            self.log.error("admin %s has no account and %s is unreadable: %s", name, path, err)
+            return
+        info = UserInfo(username=name, password=b"", is_authorized=True)
+        self.set_password(info, password)
+        self.db.add(info)
+        self.db.commit()
+        self.log.info("gpuhub accounts: created admin %s with the password in %s", name, path)
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:  # noqa: ANN401
         return [
@@ -62,6 +98,13 @@ class _AccountsBase(APIHandler):
             raise web.HTTPError(409, "accounts exist only with auth.mode native")
         return self.authenticator
 
+    def guard_admin_target(self, name: str) -> None:
+        """An admin's account is changed only by an admin (as JupyterHub's users API)."""
+        target = self.find_user(name)
+        is_admin = name in self.native.admin_users or bool(target and target.admin)
+        if is_admin and not self.current_user.admin:
+            raise web.HTTPError(403, "Only admins can modify other admins")
+
     def body(self) -> dict[str, Any]:
         data = self.get_json_body() or {}
         if not isinstance(data, dict):
@@ -93,6 +136,7 @@ class AccountHandler(_AccountsBase):
         problem = username_problem(name)
         if problem:
             raise web.HTTPError(400, problem)
+        self.guard_admin_target(name)
         password, approved = data.get("password"), data.get("approved")
         if password is not None:
             if not isinstance(password, str):
@@ -127,6 +171,7 @@ class AccountHandler(_AccountsBase):
     @needs_scope("admin:users")
     def delete(self, name: str) -> None:
         """Delete a sign-up that never became a hub user (hub users: DELETE /users/<name>)."""
+        self.guard_admin_target(name)
         info = UserInfo.find(self.native.db, name)
         if info is None:
             raise web.HTTPError(404, f"no account {name}")
@@ -141,5 +186,6 @@ class PasswordCheckHandler(_AccountsBase):
         password = self.body().get("password")
         if not isinstance(password, str):
             raise web.HTTPError(400, "password must be a string")
+        self.guard_admin_target(name)
         info = UserInfo.find(self.native.db, name)
         self.write({"valid": bool(info is not None and info.is_valid_password(password))})

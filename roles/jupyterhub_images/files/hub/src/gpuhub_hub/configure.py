@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .names import USERNAME
 from .settings import Settings, load
 
 DEFAULT_SETTINGS = "/srv/jupyterhub/config/settings.yaml"
 WORKSHOP_WARNING = (
-    "WORKSHOP MODE: any user name logs in WITHOUT A PASSWORD and gets a server. "
-    "Use it only for a short event on a network you trust, then switch auth.mode back to native."
+    "WORKSHOP MODE: any user name logs in WITHOUT A PASSWORD and gets a server; no user is "
+    "an admin. Use it only for a short event on a network you trust, then switch auth.mode "
+    "back to native."
 )
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 # The management CLI (gpuhub-admin) runs as this service. It grants and revokes admin,
@@ -62,13 +64,25 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
     c.JupyterHub.allow_named_servers = hub.named_servers
     c.JupyterHub.named_server_limit_per_user = hub.named_server_limit_per_user
 
-    c.Authenticator.admin_users = set(hub.admin_users)
+    # Sign-up and login (and JupyterHub's users API) accept only names of gpuhub's rule.
+    c.Authenticator.username_pattern = USERNAME.pattern
+    services: list[dict[str, Any]] = [
+        {"name": ADMIN_SERVICE, "api_token": _secret(hub.admin_token_file), "admin": True}
+    ]
+    roles: list[dict[str, Any]] = []
     if auth.mode == "workshop":
         log.warning(WORKSHOP_WARNING)
         c.JupyterHub.authenticator_class = "dummy"
         c.Authenticator.allow_all = True
+        # Anyone can type any name, so no name may be an admin: admin_users stays empty
+        # and the admin role is given to no user (JupyterHub revokes it from users who
+        # were admins in native mode; admin_users get it back when native mode returns).
+        c.Authenticator.admin_users = set()
+        roles.append({"name": "admin", "users": []})
     else:
+        c.Authenticator.admin_users = set(hub.admin_users)
         c.JupyterHub.authenticator_class = "gpuhub_hub.accounts.GpuhubAuthenticator"
+        c.GpuhubAuthenticator.initial_password_dir = auth.initial_admin_password_dir
         # NativeAuthenticator itself refuses users an admin has not approved.
         c.Authenticator.allow_all = True
         c.NativeAuthenticator.open_signup = False
@@ -78,10 +92,6 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
         c.NativeAuthenticator.allowed_failed_logins = auth.allowed_failed_logins
         c.NativeAuthenticator.seconds_before_next_try = auth.seconds_before_next_try
 
-    services: list[dict[str, Any]] = [
-        {"name": ADMIN_SERVICE, "api_token": _secret(hub.admin_token_file), "admin": True}
-    ]
-    roles: list[dict[str, Any]] = []
     # /hub/metrics needs the read:metrics scope (403 otherwise), which no user role has.
     c.JupyterHub.authenticate_prometheus = True
     if hub.metrics_token_file:
@@ -98,7 +108,9 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
         ]
         scopes = list(CULLER_SCOPES)
         if culler.cull_users:
-            command.append("--cull-users")
+            # The culler's options take a value (`--cull-users` alone stops it at start),
+            # and it would delete idle admins too unless told not to.
+            command += ["--cull-users=true", "--cull-admin-users=false"]
             scopes.append("admin:users")
         services.append({"name": "idle-culler", "command": command})
         roles.append({"name": "idle-culler", "scopes": scopes, "services": ["idle-culler"]})

@@ -4,11 +4,18 @@ Holders are read from Docker itself: every user container that got GPUs exclusiv
 carries the label `gpuhub.gpus` listing their UUIDs, so there is no second record to
 drift. Spawns that need GPUs take one lock from reading the holders until their
 container exists, so two concurrent spawns never get the same GPU.
+
+One ledger covers every pool: a whole GPU held blocks its MIG slices and a held slice
+blocks its GPU; a GPU in MIG mode is never handed out whole; `shared` servers see only
+GPUs no one holds. A container stuck in `created` (the hub died between create and
+start, or a start was cancelled) stops holding its GPUs once it is older than the
+spawn timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +26,7 @@ from docker.types import DeviceRequest
 LABEL = "gpuhub.gpus"  # devices held exclusively
 SHARED_LABEL = "gpuhub.gpus.shared"  # devices visible to a `shared` server (held by no one)
 GONE = ("exited", "dead", "removing")
+CREATED = "created"  # made but never started: holds its GPUs only while it may still start
 Lister = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 
@@ -43,8 +51,9 @@ class Gpu:
 
 @dataclass(frozen=True)
 class GpuPolicy:
-    """none: no GPU; shared: every GPU visible, held by no one; exclusive: `count` whole
-    GPUs of one's own; mig: `count` MIG slices of `mig_profile`."""
+    """none: no GPU; shared: every whole GPU that no one holds, visible and held by no
+    one; exclusive: `count` whole GPUs of one's own; mig: `count` MIG slices of
+    `mig_profile`."""
 
     mode: Literal["none", "shared", "exclusive", "mig"] = "none"
     count: int = 1
@@ -73,12 +82,22 @@ class Allocation:
         return {(LABEL if self.exclusive else SHARED_LABEL): ",".join(self.device_ids)}
 
 
-def held_devices(containers: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """Device UUID -> holder, from `docker ps -a` records (the low-level API's dicts)."""
+def held_devices(
+    containers: Sequence[dict[str, Any]], stale_after: float = 0, now: float | None = None
+) -> dict[str, str]:
+    """Device UUID -> holder, from `docker ps -a` records (the low-level API's dicts).
+
+    A container in state `created` older than `stale_after` seconds holds nothing: it
+    was never started and never will be (0: such containers always hold).
+    """
+    now = time.time() if now is None else now
     held: dict[str, str] = {}
     for container in containers:
         labels = container.get("Labels") or {}
-        if LABEL not in labels or container.get("State") in GONE:
+        state = container.get("State")
+        if LABEL not in labels or state in GONE:
+            continue
+        if state == CREATED and stale_after and now - container.get("Created", now) > stale_after:
             continue
         holder = labels.get("gpuhub.user") or (container.get("Names") or ["?"])[0].lstrip("/")
         for device in filter(None, labels[LABEL].split(",")):
@@ -86,10 +105,19 @@ def held_devices(containers: Sequence[dict[str, Any]]) -> dict[str, str]:
     return held
 
 
-def _devices(policy: GpuPolicy, gpus: Sequence[Gpu]) -> list[str]:
+def in_mig_mode(gpu: Gpu) -> bool:
+    """Such a GPU is handed out only as slices, so a held slice always blocks it whole."""
+    return bool(gpu.mig_devices) or gpu.mig_mode.lower() == "enabled"
+
+
+def _devices(policy: GpuPolicy, gpus: Sequence[Gpu], held: dict[str, str]) -> tuple[int, list[str]]:
+    """(how many devices the policy's pool has, the free ones in order)."""
     if policy.mode == "mig":
-        return [m.uuid for g in gpus for m in g.mig_devices if m.profile == policy.mig_profile]
-    return [g.uuid for g in gpus]
+        pool = [(g, m.uuid) for g in gpus for m in g.mig_devices if m.profile == policy.mig_profile]
+        free = [uuid for g, uuid in pool if uuid not in held and g.uuid not in held]
+        return len(pool), free
+    whole = [g for g in gpus if not in_mig_mode(g)]
+    return len(whole), [g.uuid for g in whole if g.uuid not in held]
 
 
 def choose(
@@ -98,25 +126,26 @@ def choose(
     """The devices a new server gets under `policy`, given what is held."""
     if policy.mode == "none":
         return Allocation((), exclusive=False)
-    devices = _devices(policy, gpus)
-    if policy.mode == "shared":
-        return Allocation(tuple(devices), exclusive=False)
-    free = [d for d in devices if d not in held]
-    if len(free) >= policy.count:
-        return Allocation(tuple(free[: policy.count]), exclusive=True)
+    total, free = _devices(policy, gpus, held)
+    shared = policy.mode == "shared"
+    needed = 1 if shared else policy.count
+    if len(free) >= needed:
+        return Allocation(tuple(free if shared else free[:needed]), exclusive=not shared)
     what = f"MIG {policy.mig_profile} slices" if policy.mode == "mig" else "GPUs"
     instead = f" Start the '{fallback}' profile instead, or try again later." if fallback else ""
     raise NoGpuFree(
-        f"No {what} free: {len(devices) - len(free)} of {len(devices)} are in use and this "
-        f"profile needs {policy.count}.{instead}"
+        f"No {what} free: {total - len(free)} of {total} are in use and this "
+        f"profile needs {needed}.{instead}"
     )
 
 
 class GpuAllocator:
     """Reserve devices for one spawn at a time: hold the lock until the container exists."""
 
-    def __init__(self, gpus: Sequence[Gpu]) -> None:
+    def __init__(self, gpus: Sequence[Gpu], stale_after: float = 0) -> None:
         self.gpus = tuple(gpus)
+        # Seconds after which a never-started (`created`) container holds nothing.
+        self.stale_after = stale_after
         self.lock = asyncio.Lock()
 
     @asynccontextmanager
@@ -126,4 +155,5 @@ class GpuAllocator:
         """`list_containers()` returns Docker's container records. Create the container
         inside the `async with` block, so the next spawn sees its label."""
         async with self.lock:
-            yield choose(policy, self.gpus, held_devices(await list_containers()), fallback)
+            held = held_devices(await list_containers(), self.stale_after)
+            yield choose(policy, self.gpus, held, fallback)

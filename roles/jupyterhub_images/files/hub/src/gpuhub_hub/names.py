@@ -1,10 +1,16 @@
-"""The one rule for user names, shared by the settings, the accounts API and the CLI."""
+"""The one rule for user names (the settings, JupyterHub's sign-up and login through
+Authenticator.username_pattern, the accounts API and the CLI), and the rule for names
+of named servers."""
 
 from __future__ import annotations
 
 import re
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+# Named servers: letters, digits, '.', '_', '-', never starting with '.' (so never `.`
+# or `..`, which URLs resolve as path steps).
+SERVER_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")
+SERVER_RULE = "1 to 64 letters, digits, '.', '_' or '-', not starting with '.'"
 RULE = (
     "1 to 32 characters: lowercase letters, digits, '.', '_' or '-', "
     "starting with a letter or digit"
@@ -36,3 +42,10 @@ def check_username(name: object) -> str:
     if problem:
         raise ValueError(problem)
     return str(name)
+
+
+def server_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a named server, or None ('' is the default server)."""
+    if name == "" or SERVER_NAME.match(name):
+        return None
+    return f"{name!r} is not a valid server name; {SERVER_RULE}"

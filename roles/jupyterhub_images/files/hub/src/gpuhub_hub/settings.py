@@ -109,7 +109,12 @@ class Hub:
 @dataclass(frozen=True)
 class Auth:
     mode: Literal["native", "workshop"] = "native"
-    enable_signup: bool = True
+    # Off: accounts are made by gpuhub-admin (users.yml); on: visitors sign up and an
+    # admin approves them.
+    enable_signup: bool = False
+    # <dir>/<admin name>: each admin's first password (root 0600), used at hub start for
+    # an admin with no account yet; empty: admins get no account at start.
+    initial_admin_password_dir: str = ""
     minimum_password_length: int = 10
     check_common_password: bool = True
     allowed_failed_logins: int = 5

@@ -14,6 +14,7 @@ from traitlets import Instance, default
 from . import hardening
 from .gpus import LABEL, SHARED_LABEL, Allocation, GpuAllocator, NoGpuFree
 from .homes import ensure_home
+from .names import server_name_problem
 from .policy import allowed_profiles, choose_profile, effective_limits
 from .settings import Profile, Settings
 
@@ -129,13 +130,18 @@ class GpuhubSpawner(DockerSpawner):
     @property
     def gpu_allocator(self) -> GpuAllocator:
         if GpuhubSpawner._gpu_allocator is None:
-            GpuhubSpawner._gpu_allocator = GpuAllocator(self.gpuhub_settings.spawner.gpus)
+            spawner = self.gpuhub_settings.spawner
+            # A container still `created` after the start timeout never started.
+            GpuhubSpawner._gpu_allocator = GpuAllocator(spawner.gpus, spawner.start_timeout)
         return GpuhubSpawner._gpu_allocator
 
     async def _gpu_containers(self) -> list[dict[str, Any]]:
         return await self.docker("containers", all=True, filters={"label": LABEL})
 
     async def start(self) -> Any:  # noqa: ANN401 (whatever DockerSpawner returns)
+        problem = server_name_problem(self.name)
+        if problem:
+            raise web.HTTPError(400, problem)
         profile = self.apply_profile()
         spawner = self.gpuhub_settings.spawner
         created = await asyncio.to_thread(

@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_parser("list", help="running and pending servers")
     stop = server.add_parser("stop", help="stop a user's server")
     stop.add_argument("name", type=_username)
-    stop.add_argument("--server", default="", help="a named server (default: the default one)")
+    which = stop.add_mutually_exclusive_group()
+    which.add_argument("--server", default="", help="a named server (default: the default one)")
+    which.add_argument("--all", action="store_true", help="every server of the user")
 
     sync = top.add_parser("sync", help="bring users to a roster read from stdin")
     sync.add_argument("--format", choices=["yaml", "csv"], default="yaml")
@@ -108,11 +110,22 @@ def run(args: argparse.Namespace, api: HubAPI, settings: Settings, stdin: TextIO
         model = api.user(args.name)
         if model is None:
             raise ManageError(f"no user {args.name}")
-        running = model.get("servers") or {}
-        stopped = args.server in running
-        if stopped and not args.dry_run:
-            api.stop_server(args.name, args.server)
-        return {"changed": stopped, "user": args.name, "server": args.server}
+        running = sorted(model.get("servers") or {})
+        targets = running if args.all else [s for s in running if s == args.server]
+        if not args.dry_run:
+            for server in targets:
+                api.stop_server(args.name, server)
+            if args.all:
+                left = sorted((api.user(args.name) or {}).get("servers") or {})
+                if left:
+                    names = ", ".join(s or "(default)" for s in left)
+                    raise HubError(f"{args.name} still has running servers: {names}")
+        return {
+            "changed": bool(targets),
+            "user": args.name,
+            "server": "(all)" if args.all else args.server,
+            "stopped": targets,
+        }
 
     if args.area == "user" and args.action == "list":
         return {"users": [a.as_dict() for a in api.snapshot().values()]}

@@ -15,6 +15,12 @@ from ..settings import Settings
 PAGINATION = "application/jupyterhub-pagination+json"
 
 
+def part(name: str) -> str:
+    """`name` as one URL path segment: every reserved character escaped, dots too, so
+    neither '/' nor '.'/'..' can make a request reach another resource."""
+    return quote(name, safe="").replace(".", "%2E")
+
+
 class HubError(RuntimeError):
     """The hub refused a request or did not answer; the message says why."""
 
@@ -88,33 +94,33 @@ class HubAPI:
         return self._pages("/users")
 
     def user(self, name: str) -> dict[str, Any] | None:
-        reply = self.request("GET", f"/users/{quote(name)}", ok=(200, 404))
+        reply = self.request("GET", f"/users/{part(name)}", ok=(200, 404))
         return None if reply is None or "name" not in reply else reply
 
     def create_user(self, name: str, admin: bool) -> None:
-        self.request("POST", f"/users/{quote(name)}", ok=(201,), json={"admin": admin})
+        self.request("POST", f"/users/{part(name)}", ok=(201,), json={"admin": admin})
 
     def set_admin(self, name: str, admin: bool) -> None:
-        self.request("PATCH", f"/users/{quote(name)}", json={"admin": admin})
+        self.request("PATCH", f"/users/{part(name)}", json={"admin": admin})
 
     def delete_user(self, name: str) -> None:
-        self.request("DELETE", f"/users/{quote(name)}", ok=(204,))
+        self.request("DELETE", f"/users/{part(name)}", ok=(204,))
 
     def groups(self) -> set[str]:
         return {group["name"] for group in self._pages("/groups")}
 
     def create_group(self, name: str) -> None:
-        self.request("POST", f"/groups/{quote(name)}", ok=(201,))
+        self.request("POST", f"/groups/{part(name)}", ok=(201,))
 
     def add_to_group(self, group: str, user: str) -> None:
-        self.request("POST", f"/groups/{quote(group)}/users", json={"users": [user]})
+        self.request("POST", f"/groups/{part(group)}/users", json={"users": [user]})
 
     def remove_from_group(self, group: str, user: str) -> None:
-        self.request("DELETE", f"/groups/{quote(group)}/users", json={"users": [user]})
+        self.request("DELETE", f"/groups/{part(group)}/users", json={"users": [user]})
 
     def stop_server(self, user: str, server: str = "", wait: float = 120) -> None:
         """Stop one server (the default one for '') and wait until it has stopped."""
-        path = f"/users/{quote(user)}/server" + (f"s/{quote(server)}" if server else "")
+        path = f"/users/{part(user)}/server" + (f"s/{part(server)}" if server else "")
         self.request("DELETE", path, ok=(202, 204, 400))
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
@@ -140,14 +146,14 @@ class HubAPI:
             body["password"] = password
         if approved is not None:
             body["approved"] = approved
-        return self.request("PUT", f"/gpuhub/accounts/{quote(name)}", json=body)
+        return self.request("PUT", f"/gpuhub/accounts/{part(name)}", json=body)
 
     def delete_account(self, name: str) -> None:
-        self.request("DELETE", f"/gpuhub/accounts/{quote(name)}", ok=(204, 404))
+        self.request("DELETE", f"/gpuhub/accounts/{part(name)}", ok=(204, 404))
 
     def password_valid(self, name: str, password: str) -> bool:
         reply = self.request(
-            "POST", f"/gpuhub/accounts/{quote(name)}/check", json={"password": password}
+            "POST", f"/gpuhub/accounts/{part(name)}/check", json={"password": password}
         )
         return bool(reply["valid"])
 

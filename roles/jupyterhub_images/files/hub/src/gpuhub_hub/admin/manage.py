@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..homes import archive_home, home_path, purge_user_files
+from ..names import username_problem
 from ..settings import Settings
 from .hubapi import Account, HubAPI
 from .roster import Wanted
@@ -191,7 +192,9 @@ class Manager:
             if self.native:
                 self._run(self.api.delete_account, name)
         files_deleted = False
-        if purge:
+        if username_problem(name):
+            pass  # a name made before the rule (e.g. `x@y`): it never had a home
+        elif purge:
             if self.report.dry_run:
                 files_deleted = any(
                     home_path(root, name).exists()

@@ -65,7 +65,8 @@ def _entry(raw: Any, where: str) -> Wanted:  # noqa: ANN401
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, dict):
-        raise RosterError(f"{where}: expected a user name or a mapping, got {raw!r}")
+        # The entry itself is not shown: it may hold a password.
+        raise RosterError(f"{where}: expected a user name or a mapping, got a {type(raw).__name__}")
     raw = {("name" if k == "username" else k): v for k, v in raw.items()}
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
@@ -90,7 +91,10 @@ def _rows_yaml(text: str) -> list[Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise RosterError(f"the roster is not valid YAML: {err}") from None
+        # PyYAML's message quotes the line, which may hold a password: say only where.
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise RosterError(f"the roster is not valid YAML{where} (the line is not shown)") from None
     if isinstance(data, dict) and set(data) == {"users"}:
         data = data["users"]
     if not isinstance(data, list):
