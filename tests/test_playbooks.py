@@ -170,3 +170,15 @@ def test_bad_settings_fail_at_preflight(
     assert message in " ".join(out.split()), out[-2000:]
     assert "PLAY [GPUs" not in out, "a play after preflight started"
     assert recap(out) == (0, 1)
+
+
+def test_a_refused_repository_url_is_shown_without_its_credentials(
+    ansible_playbook: PlaybookRunner,
+) -> None:
+    bad = {"backup_repository": "ftp://backup:TopSecret99@backup.example/gpuhub"}
+    result = ansible_playbook("site.yml", "-i", "inventory", "--check", "-e", json.dumps(bad))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "got ftp://***@backup.example/gpuhub" in " ".join(out.split()), out[-2000:]
+    assert "TopSecret99" not in out
+    assert recap(out) == (0, 1)

@@ -52,26 +52,25 @@ def hub_url(host: TestHost, ca_file: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def admin(hub_url: str, ca_file: str) -> HubClient:
-    """The first admin: signs up (admin names are approved on sign-up) and logs in."""
+def admin(host: TestHost, hub_url: str, ca_file: str) -> HubClient:
+    """The first admin, with the password site.yml generated (the hub made the account
+    before it first answered)."""
     client = HubClient(hub_url, verify=ca_file)
-    password = new_password()
-    client.signup("admin", password)
-    assert client.login("admin", password), "admin cannot log in after signing up"
+    assert client.login("admin", host.admin_password()), "admin cannot log in"
     client.create_token("e2e admin")
     return client
 
 
 @pytest.fixture(scope="session")
-def make_user(hub_url: str, ca_file: str, admin: HubClient) -> UserFactory:
-    """Sign up, approve and log in a user; returns their client with an API token."""
+def make_user(host: TestHost, hub_url: str, ca_file: str) -> UserFactory:
+    """Add a user as an admin does (gpuhub-admin) and log them in; returns their client
+    with an API token and the password in `client.password`."""
 
     def make(name: str) -> HubClient:
         client = HubClient(hub_url, verify=ca_file)
-        password = new_password()
-        client.signup(name, password)
-        admin.approve(name)
-        assert client.login(name, password), f"{name} cannot log in after approval"
+        client.password = new_password()
+        host.add_user(name, client.password)
+        assert client.login(name, client.password), f"{name} cannot log in"
         client.create_token()
         return client
 

@@ -41,6 +41,7 @@ class HubClient:
     session: requests.Session = field(default_factory=requests.Session)
     token: str | None = None
     username: str | None = None
+    password: str | None = None
 
     # --- forms --------------------------------------------------------------------
     def _form(self, path: str, data: dict[str, str]) -> requests.Response:

@@ -137,6 +137,28 @@ def test_one_home_into_a_side_folder_touches_nothing_else(
     assert host.run("docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", "jupyterhub") == hub
 
 
+def test_one_home_in_place_stops_every_server_of_the_user(
+    host: TestHost, before: dict[str, dict[str, str]], hub_url: str, ca_file: str
+) -> None:
+    """Named servers write into the home too: a restore that stopped only the default
+    server let one keep writing into the home it moved aside."""
+    client = HubClient(hub_url, verify=ca_file)
+    assert client.login("bka", USERS["bka"])
+    client.create_token()
+    client.start_server("bka")
+    client.start_server("bka", "second")
+    host.run("sh", "-c", "echo 'changed since' >> /srv/jupyterhub/home/bka/notes.txt")
+    result = host.playbook(
+        "playbooks/restore.yml", "-e", "user=bka", "-e", f"confirm_restore={host.name}"
+    )
+    ok(result)
+    assert client.server_state("bka") is None
+    assert client.server_state("bka", "second") is None
+    assert checksums(host, "bka") == before["bka"]
+    saved = host.run("sh", "-c", "cat /srv/jupyterhub/.pre-restore-*/bka/notes.txt")
+    assert "changed since" in saved
+
+
 def test_wrong_repository_password_fails_loudly(host: TestHost) -> None:
     host.run(
         "sh",
@@ -152,3 +174,23 @@ def test_wrong_repository_password_fails_loudly(host: TestHost) -> None:
     log = journal(host, "gpuhub-backup-wrong", "FAILED")
     assert "wrong password" in log, log
     assert "gpuhub-backup: FAILED while opening the repository" in log, log
+
+
+def test_repository_credentials_never_reach_the_log(host: TestHost) -> None:
+    """A repository URL may carry a user and password: the failure line must not show it."""
+    host.run(
+        "sh",
+        "-c",
+        "sed 's|^RESTIC_REPOSITORY=.*|RESTIC_REPOSITORY=rest:http://backup:Cr3dential-Leak@"
+        "127.0.0.1:9/|' /etc/gpuhub-backup/env > /root/credential-env",
+    )
+    command = cron_command(host).replace(
+        "--identifier=gpuhub-backup", "--identifier=gpuhub-backup-cred"
+    )
+    code, _ = host.container.exec_run(
+        ["sh", "-c", f"GPUHUB_BACKUP_ENV=/root/credential-env {command}"]
+    )
+    assert code != 0
+    log = journal(host, "gpuhub-backup-cred", "FAILED")
+    assert "gpuhub-backup: FAILED while opening the repository" in log, log
+    assert "Cr3dential-Leak" not in log, log

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from hubclient import HubClient
-from testhost import SECRETS, TestHost, UserFactory, changed_tasks, new_password
+from testhost import SECRETS, TestHost, UserFactory, changed_tasks
 
 TOUR = "PyTorch-Tour.ipynb"
 
@@ -40,17 +40,6 @@ def test_00_an_idle_server_starts_for_the_culler(make_user: UserFactory) -> None
     idler = make_user("idler")
     idler.start_server("idler")
     assert idler.server_state("idler")["ready"]
-
-
-def test_signup_needs_approval(hub_url: str, ca_file: str, admin: HubClient) -> None:
-    password = new_password()
-    bob = HubClient(hub_url, verify=ca_file)
-    bob.signup("bob", password)
-    assert not bob.login("bob", password), "an unapproved user logged in"
-    assert not admin.is_approved("bob")
-    admin.approve("bob")
-    assert bob.login("bob", password)
-    assert not HubClient(hub_url, verify=ca_file).login("bob", "wrong-" + password)
 
 
 def test_server_spawns_and_runs_torch(alice: HubClient, alice_kernel: str) -> None:

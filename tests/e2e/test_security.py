@@ -18,9 +18,9 @@ import time
 
 import pytest
 import requests
-from hubclient import HubClient, HubError
+from hubclient import HubClient
 from netprobe import USERS_NETWORK, container_of, probe, users_ip
-from testhost import SECRETS, TestHost, UserFactory, new_password
+from testhost import SECRETS, TestHost, UserFactory, flat, recap
 
 ATTACKER, VICTIM = "secalice", "secbob"
 METADATA = "169.254.169.254"
@@ -284,26 +284,66 @@ def test_drill_4_memory_and_fork_bombs_stay_in_their_container(
     assert victim.execute(VICTIM, bob_kernel, "print(kept)").stdout == "bob 1\n"
 
 
-def test_drill_5_logins_need_approval_lock_out_and_refuse_common_passwords(
-    hub_url: str, ca_file: str, host: TestHost, admin: HubClient
+def test_drill_5_logins_lock_out_and_common_passwords_are_refused(
+    hub_url: str, ca_file: str, host: TestHost, make_user: UserFactory
 ) -> None:
     auth = host.settings()["auth"]
-    password = new_password()
-    carl = HubClient(hub_url, verify=ca_file)
-    carl.signup("seccarl", password)
-    assert not carl.login("seccarl", password), "an unapproved user logged in"
-    admin.approve("seccarl")
+    carl = make_user("seccarl")
     for _ in range(auth["allowed_failed_logins"]):
-        assert not HubClient(hub_url, verify=ca_file).login("seccarl", "wrong-" + password)
-    assert not HubClient(hub_url, verify=ca_file).login("seccarl", password), "not locked out"
+        assert not HubClient(hub_url, verify=ca_file).login("seccarl", "wrong-" + carl.password)
+    assert not HubClient(hub_url, verify=ca_file).login("seccarl", carl.password), "no lockout"
     time.sleep(auth["seconds_before_next_try"] + 2)
-    assert HubClient(hub_url, verify=ca_file).login("seccarl", password), "still locked out"
+    assert HubClient(hub_url, verify=ca_file).login("seccarl", carl.password), "still locked out"
 
     # On NativeAuthenticator's list of common passwords, and long enough otherwise.
-    page = HubClient(hub_url, verify=ca_file).signup("seccommon", "qwertyuiop")
-    assert "not too common" in page, page[:500]
-    with pytest.raises(HubError, match="not on the authorization page"):
-        admin.is_approved("seccommon")  # no account was made
+    refused = host.run(
+        "sh",
+        "-c",
+        "echo qwertyuiop | docker exec -i jupyterhub gpuhub-admin user "
+        "set-password seccarl --password-stdin",
+        check=False,
+    )
+    assert "common passwords" in refused, refused
+    assert HubClient(hub_url, verify=ca_file).login("seccarl", carl.password)
+
+
+def test_drill_5_sign_up_is_off_and_admin_names_are_taken_before_the_hub_answers(
+    hub_url: str, ca_file: str, host: TestHost, admin: HubClient
+) -> None:
+    """The scenario leaves jupyterhub_enable_signup at its default (off)."""
+    assert requests.get(f"{hub_url}/hub/signup", verify=ca_file, timeout=30).status_code == 404
+    with pytest.raises(requests.HTTPError, match="404"):
+        HubClient(hub_url, verify=ca_file).signup("claimer", "a-long-enough-password")
+    listed = json.loads(
+        host.run("docker", "exec", "jupyterhub", "gpuhub-admin", "--json", "user", "list")
+    )
+    assert "claimer" not in {u["name"] for u in listed["users"]}
+    # The admin account (the `admin` fixture logged in with it) came from a root-only file.
+    mode = host.run("stat", "-c", "%a %U %G", "/srv/jupyterhub/state/admin-passwords/admin")
+    assert mode.split() == ["600", "root", "root"]
+    assert admin.api("GET", "/hub/api/user").json()["admin"] is True
+
+
+def test_drill_5_workshop_mode_refuses_a_host_with_homes(host: TestHost) -> None:
+    """Workshop mode lets anyone type any name: on a host with homes that opens them."""
+    hub = host.run("docker", "inspect", "-f", "{{.State.StartedAt}}", "jupyterhub")
+    assert host.run("ls", "/srv/jupyterhub/home").split(), "the drill needs a home on the host"
+    result = host.converge("-e", "jupyterhub_auth_mode=workshop")
+    assert result.returncode != 0
+    assert "set jupyterhub_workshop_over_existing_homes: true" in flat(result), flat(result)[-2000:]
+    assert recap(result) == (0, 1)
+    assert host.run("docker", "inspect", "-f", "{{.State.StartedAt}}", "jupyterhub") == hub
+
+
+def test_drill_5_bridged_traffic_passes_through_nftables(host: TestHost) -> None:
+    """Drill 1's isolation on one bridge needs br_netfilter; the firewall role makes it
+    load at boot and sets the sysctl (test hosts share the machine's kernel, so the live
+    value is the one this machine set)."""
+    assert host.run("cat", "/etc/modules-load.d/gpuhub-firewall.conf") == "br_netfilter\n"
+    assert "net.bridge.bridge-nf-call-iptables = 1" in host.run(
+        "cat", "/etc/sysctl.d/90-gpuhub-firewall.conf"
+    )
+    assert host.run("cat", "/proc/sys/net/bridge/bridge-nf-call-iptables").strip() == "1"
 
 
 def test_drill_6_metrics_need_the_metrics_token(

@@ -12,7 +12,7 @@ import pytest
 import requests
 from hubclient import HubClient
 from netprobe import container_of, probe
-from testhost import TestHost, UserFactory, changed_tasks, new_password, recap
+from testhost import TestHost, UserFactory, changed_tasks, recap
 
 LIVE = [f"live{i}" for i in range(10)]
 RETURNER = "returner"
@@ -108,14 +108,10 @@ def test_drill_8_user_servers_survive_a_docker_restart(
 
 
 def test_drill_9_the_stack_returns_after_a_reboot(
-    host: TestHost, hub_url: str, ca_file: str, admin: HubClient
+    host: TestHost, hub_url: str, ca_file: str, make_user: UserFactory
 ) -> None:
-    password = new_password()
-    user = HubClient(hub_url, verify=ca_file)
-    user.signup(RETURNER, password)
-    admin.approve(RETURNER)
-    assert user.login(RETURNER, password)
-    user.create_token()
+    user = make_user(RETURNER)
+    password = user.password or ""
     user.start_server(RETURNER)
     kernel = user.start_kernel(RETURNER)
     code = "open('/home/jovyan/work/before-reboot.txt', 'w').write('still 42')"

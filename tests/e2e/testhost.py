@@ -17,6 +17,7 @@ from hubclient import HubClient
 REPO = Path(__file__).resolve().parents[2]
 RECAP = re.compile(r"^\S+\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", re.M)
 UserFactory = Callable[..., HubClient]
+ADMIN_PASSWORDS = "/srv/jupyterhub/state/admin-passwords"
 # The secrets the jupyterhub role generates into /srv/jupyterhub/state (root, 0600).
 SECRETS = (
     "jupyterhub_cookie_secret",
@@ -39,12 +40,27 @@ class TestHost:
         networks = self.container.attrs["NetworkSettings"]["Networks"]
         return next(iter(networks.values()))["IPAddress"]
 
-    def run(self, *command: str, check: bool = True) -> str:
-        code, output = self.container.exec_run(list(command))
+    def run(self, *command: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+        code, output = self.container.exec_run(list(command), environment=env)
         text = output.decode(errors="replace")
         if check and code != 0:
             raise AssertionError(f"{command} exited {code}: {text}")
         return text
+
+    def add_user(self, name: str, password: str, *options: str) -> str:
+        """Add an approved user with `password` the way an admin does (gpuhub-admin; the
+        password travels on stdin, never on a command line)."""
+        command = " ".join(["gpuhub-admin", "user", "add", name, "--password-stdin", *options])
+        return self.run(
+            "sh",
+            "-c",
+            f'printf "%s\\n" "$PW" | docker exec -i jupyterhub {command}',
+            env={"PW": password},
+        )
+
+    def admin_password(self, name: str = "admin") -> str:
+        """An admin's first password, as site.yml generated it (root 0600 on the host)."""
+        return self.run("cat", f"{ADMIN_PASSWORDS}/{name}").strip()
 
     def settings(self) -> dict[str, Any]:
         return yaml.safe_load(self.run("cat", "/srv/jupyterhub/config/settings.yaml"))
