@@ -7,16 +7,16 @@ if ! docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null | grep -q true; 
     exit 1
 fi
 ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$name")
+password=$(docker exec "$name" cat /srv/jupyterhub/state/admin-passwords/admin 2>/dev/null || echo '(not found)')
 cat <<INFO
 
 gpuhub demo host is up: container $name at $ip.
 
   JupyterHub:   https://$ip/  (self-signed certificate: accept it in the browser, or
                 docker exec $name cat /etc/nginx/gpuhub-tls/selfsigned.crt > demo.crt)
-  First admin:  docker exec $name docker exec jupyterhub gpuhub-admin user add admin
-                prints a generated password for "admin" (in jupyterhub_admin_users).
-                More users: ... gpuhub-admin user add alice, or approve sign-ups at
-                https://$ip/hub/authorize.
+  First admin:  log in as admin with the password $password
+                (its first password: /srv/jupyterhub/state/admin-passwords/admin).
+                More users: docker exec $name docker exec jupyterhub gpuhub-admin user add alice
   Shell:        docker exec -it $name bash
   Containers:   docker exec $name docker ps
   Re-converge:  make demo          Remove it: make demo-clean
