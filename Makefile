@@ -14,10 +14,13 @@ SCENARIOS ?= docker tls default
 DEMO_SCENARIO := demo
 TESTHOST_ENV := eval "$$(molecule/testhost/env.sh)"
 
-.PHONY: help bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean bench
+.PHONY: help prereqs bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean bench
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+prereqs: ## Docker engine, debootstrap, testssl.sh, python3-venv (as root: installed and started)
+	scripts/prereqs.sh
 
 bootstrap: $(VENV)/.installed ## Create .venv with the pinned toolchain (requirements-dev.txt)
 
@@ -44,7 +47,7 @@ pytest: bootstrap ## Unit tests and playbook checks (no test hosts)
 
 test-quick: lint pytest ## Everything but Molecule: for local loops
 
-testhost: ## Build (or reuse) the systemd Debian 12 test-host image
+testhost: prereqs ## Build (or reuse) the systemd Debian 12 test-host image
 	molecule/testhost/build.sh
 
 molecule: bootstrap testhost ## Every Molecule scenario in SCENARIOS
@@ -52,7 +55,7 @@ molecule: bootstrap testhost ## Every Molecule scenario in SCENARIOS
 	$(TESTHOST_ENV); for s in $(SCENARIOS); do \
 	  echo "=== molecule test -s $$s"; $(BIN)/molecule test -s $$s; touch $(REPORTS)/molecule-$$s.passed; done
 
-test: test-quick molecule ## The full suite: lint, pytest, every Molecule scenario
+test: prereqs testhost test-quick molecule ## The full suite: lint, pytest, every Molecule scenario
 
 demo: bootstrap testhost ## Converge site.yml into a throwaway test-host container
 	$(TESTHOST_ENV); $(BIN)/molecule converge -s $(DEMO_SCENARIO)

@@ -29,3 +29,12 @@ def test_gpu_check_reports_no_gpu(host: TestHost) -> None:
     assert f"{host.name}: no NVIDIA GPU (PCI scan found none)" in flat(result), result.stdout[
         -2000:
     ]
+
+
+def test_a_tag_run_alone_works_and_changes_nothing(host: TestHost) -> None:
+    """`--tags nvidia_driver` alone: the GPU fact still runs (its role is tagged always),
+    so the driver role's gate has the GPU count and skips it on this GPU-less host."""
+    result = host.converge("--tags", "nvidia_driver")
+    ok(result, changed=0)
+    assert "TASK [gpu_facts : Note how many GPUs this host has]" in result.stdout
+    assert "TASK [nvidia_driver :" not in result.stdout
