@@ -14,7 +14,7 @@ SCENARIOS ?= docker tls default
 DEMO_SCENARIO := demo
 TESTHOST_ENV := eval "$$(molecule/testhost/env.sh)"
 
-.PHONY: help prereqs bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean bench
+.PHONY: help prereqs reports bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean bench
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,7 +55,10 @@ molecule: bootstrap testhost ## Every Molecule scenario in SCENARIOS
 	$(TESTHOST_ENV); for s in $(SCENARIOS); do \
 	  echo "=== molecule test -s $$s"; $(BIN)/molecule test -s $$s; touch $(REPORTS)/molecule-$$s.passed; done
 
-test: prereqs testhost test-quick molecule ## The full suite: lint, pytest, every Molecule scenario
+reports: # An empty reports folder, so the summary counts only this run's tests
+	rm -rf $(REPORTS); mkdir -p $(REPORTS)
+
+test: prereqs reports testhost test-quick molecule ## The full suite: lint, pytest, every Molecule scenario
 
 demo: bootstrap testhost ## Converge site.yml into a throwaway test-host container
 	$(TESTHOST_ENV); $(BIN)/molecule converge -s $(DEMO_SCENARIO)

@@ -1,4 +1,5 @@
-"""Print the suite's closing line from the reports `make test` leaves in .cache/reports."""
+"""Print the suite's closing line from the JUnit reports `make test` leaves in
+.cache/reports (emptied when `make test` starts): test cases only."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ def main() -> int:
             passed += tests - bad - skip
             failed += bad
             skipped += skip
-    passed += len(list(REPORTS.glob("molecule-*.passed")))
     print(f"ci: {passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failed else 0
 
