@@ -5,18 +5,14 @@ server is started first and checked last, so its wait overlaps the other tests."
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
 from hubclient import HubClient
-from testhost import SECRETS, TestHost, UserFactory, changed_tasks
+from testhost import SECRETS, TestHost, UserFactory, changed_tasks, size_in_bytes
 
 TOUR = "PyTorch-Tour.ipynb"
-
-
-def size_in_bytes(size: str) -> int:
-    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-    return int(float(size[:-1]) * units[size[-1]])
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +46,10 @@ def test_server_spawns_and_runs_torch(alice: HubClient, alice_kernel: str) -> No
 def test_limits_and_uid_seen_from_inside(
     host: TestHost, alice: HubClient, alice_kernel: str
 ) -> None:
-    limits = host.settings()["spawner"]["default_limits"]
+    limits = {
+        "mem_limit": host.scenario_var("jupyterhub_mem_limit"),
+        "cpu_limit": host.scenario_var("jupyterhub_cpu_limit"),
+    }
     code = r"""
 import os, pathlib
 def read(*paths):
@@ -152,8 +151,11 @@ def test_tutorial_is_seeded_and_never_overwritten(host: TestHost, make_user: Use
 
 
 def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient) -> None:
-    culler = host.settings()["culler"]
-    deadline = time.monotonic() + culler["timeout"] + 3 * culler["every"] + 60
+    """Culled by the idle culler, and only after the scenario's timeout of inactivity
+    (the culler logs how long the server was idle)."""
+    timeout = host.scenario_var("jupyterhub_culler_timeout")
+    every = host.scenario_var("jupyterhub_culler_every")
+    deadline = time.monotonic() + timeout + 3 * every + 60
     while time.monotonic() < deadline:
         if admin.server_state("idler") is None:
             break
@@ -161,3 +163,8 @@ def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient) -> None:
     assert admin.server_state("idler") is None, "the idle server was not culled"
     containers = host.run("docker", "ps", "--format", "{{.Names}}")
     assert "jupyter-idler" not in containers
+    log = host.run("sh", "-c", "docker logs jupyterhub 2>&1")
+    culled = re.findall(r"Culling server idler \(inactive for ([0-9:]+)\)", log)
+    assert culled, "the idle culler did not stop it"
+    hours, minutes, seconds = (int(x) for x in culled[0].split(":"))
+    assert hours * 3600 + minutes * 60 + seconds >= timeout, f"culled too early: {culled[0]}"

@@ -20,7 +20,7 @@ import pytest
 import requests
 from hubclient import HubClient
 from netprobe import USERS_NETWORK, container_of, probe, users_ip
-from testhost import SECRETS, TestHost, UserFactory, flat, recap
+from testhost import SECRETS, TestHost, UserFactory, flat, recap, size_in_bytes
 
 ATTACKER, VICTIM = "secalice", "secbob"
 METADATA = "169.254.169.254"
@@ -179,7 +179,7 @@ def test_drill_2_host_firewall_lets_in_only_its_ports(host: TestHost, drill_targ
 def test_drill_3_user_containers_are_confined(
     host: TestHost, attacker: HubClient, victim: HubClient
 ) -> None:
-    pids_limit = host.settings()["spawner"]["pids_limit"]
+    pids_limit = host.scenario_var("jupyterhub_pids_limit")
     names = host.run(
         "docker", "ps", "--filter", "label=gpuhub.user", "--format", "{{.Names}}"
     ).split()
@@ -226,18 +226,19 @@ def test_drill_3_user_containers_are_confined(
             assert secret not in inside
 
 
-def oom_kills(host: TestHost, container: str) -> int:
-    events = host.run(
-        "docker",
-        "exec",
-        container,
-        "sh",
-        "-c",
-        "cat /sys/fs/cgroup/memory.events 2>/dev/null"
-        " || cat /sys/fs/cgroup/memory/memory.oom_control",
+def memory_events(host: TestHost, container: str) -> dict[str, int]:
+    """The container's memory cgroup: its limit, how often usage hit that limit (only
+    the cgroup's own limit counts, never a host-wide shortage) and its OOM kills."""
+    script = (
+        "if [ -f /sys/fs/cgroup/memory.events ]; then "
+        "echo limit $(cat /sys/fs/cgroup/memory.max); "
+        "sed -n 's/^oom /limit_hits /p; /^oom_kill /p' /sys/fs/cgroup/memory.events; "
+        "else echo limit $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); "
+        "echo limit_hits $(cat /sys/fs/cgroup/memory/memory.failcnt); "
+        "grep '^oom_kill ' /sys/fs/cgroup/memory/memory.oom_control; fi"
     )
-    counts = dict(line.split() for line in events.splitlines() if line.strip())
-    return int(counts.get("oom_kill", 0))
+    events = host.run("docker", "exec", container, "sh", "-c", script)
+    return {key: int(value) for key, value in (line.split() for line in events.splitlines())}
 
 
 def started_at(host: TestHost, container: str) -> str:
@@ -251,15 +252,18 @@ def test_drill_4_memory_and_fork_bombs_stay_in_their_container(
     bob_kernel = victim.start_kernel(VICTIM)
     assert victim.execute(VICTIM, bob_kernel, "kept = 'bob 1'").error is None
     hub_started = started_at(host, "jupyterhub")
-    before = oom_kills(host, alice)
+    before = memory_events(host, alice)
+    assert before["limit"] == size_in_bytes(host.scenario_var("jupyterhub_mem_limit"))
 
     kernel = attacker.start_kernel(ATTACKER)
     bomb = "chunks = []\nwhile True:\n    chunks.append(b'\\x01' * (32 * 1024 * 1024))"
     assert attacker.execute(ATTACKER, kernel, bomb, timeout=120).error == "kernel died"
-    assert oom_kills(host, alice) > before, "the memory bomb was not OOM-killed in its container"
-    assert oom_kills(host, bob) == 0
+    after = memory_events(host, alice)
+    assert after["limit_hits"] > before["limit_hits"], "the bomb never reached its own limit"
+    assert after["oom_kill"] > before["oom_kill"], "the bomb was not OOM-killed in its container"
+    assert memory_events(host, bob)["oom_kill"] == 0
 
-    limit = host.settings()["spawner"]["pids_limit"]
+    limit = host.scenario_var("jupyterhub_pids_limit")
     fork_bomb = (
         "import os, time\n"
         "children = []\n"
@@ -287,12 +291,13 @@ def test_drill_4_memory_and_fork_bombs_stay_in_their_container(
 def test_drill_5_logins_lock_out_and_common_passwords_are_refused(
     hub_url: str, ca_file: str, host: TestHost, make_user: UserFactory
 ) -> None:
-    auth = host.settings()["auth"]
+    allowed_failures = host.scenario_var("jupyterhub_allowed_failed_logins")
+    lockout = host.scenario_var("jupyterhub_seconds_before_next_try")
     carl = make_user("seccarl")
-    for _ in range(auth["allowed_failed_logins"]):
+    for _ in range(allowed_failures):
         assert not HubClient(hub_url, verify=ca_file).login("seccarl", "wrong-" + carl.password)
     assert not HubClient(hub_url, verify=ca_file).login("seccarl", carl.password), "no lockout"
-    time.sleep(auth["seconds_before_next_try"] + 2)
+    time.sleep(lockout + 2)
     assert HubClient(hub_url, verify=ca_file).login("seccarl", carl.password), "still locked out"
 
     # On NativeAuthenticator's list of common passwords, and long enough otherwise.

@@ -62,6 +62,12 @@ class TestHost:
         """An admin's first password, as site.yml generated it (root 0600 on the host)."""
         return self.run("cat", f"{ADMIN_PASSWORDS}/{name}").strip()
 
+    def scenario_var(self, name: str) -> Any:  # noqa: ANN401 (YAML)
+        """A variable the Molecule scenario set for this host (its inventory host_vars):
+        what the test asked for, not what the stack rendered from it."""
+        path = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / "host_vars" / self.name
+        return yaml.safe_load(path.read_text())[name]
+
     def settings(self) -> dict[str, Any]:
         return yaml.safe_load(self.run("cat", "/srv/jupyterhub/config/settings.yaml"))
 
@@ -115,6 +121,12 @@ def changed_tasks(result: subprocess.CompletedProcess[str]) -> list[str]:
         elif line.startswith("changed:"):
             found.append(f"{task} {line}")
     return found
+
+
+def size_in_bytes(size: str) -> int:
+    """A size as the settings write it (768M, 2G) in bytes."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    return int(float(size[:-1]) * units[size[-1]])
 
 
 def new_password() -> str:
