@@ -6,17 +6,12 @@ Every backup is the nightly cron entry's own command."""
 from __future__ import annotations
 
 import argparse
-import re
 
 from common import Timer, bench_host, plot, write
-from testhost import TestHost
+from testhost import TestHost, restic_added_bytes
 
 RESTIC = "set -a; . /etc/gpuhub-backup/env; set +a; exec restic "
 FILES_PER_HOME = 10
-
-
-ADDED = re.compile(r"Added to the repository: ([\d.]+) (B|KiB|MiB|GiB)")
-UNIT = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 
 def backup(host: TestHost, command: str) -> tuple[float, int]:
@@ -28,11 +23,10 @@ def backup(host: TestHost, command: str) -> tuple[float, int]:
     log = host.run(
         "journalctl", "--no-pager", "-o", "cat", "-t", "gpuhub-backup", "--since", f"@{since}"
     )
-    found = ADDED.findall(log)
-    if not found:
+    added = restic_added_bytes(log)
+    if added is None:
         raise SystemExit(f"no 'Added to the repository' line in the backup's log:\n{log}")
-    value, unit = found[-1]
-    return timer.seconds, int(float(value) * UNIT[unit])
+    return timer.seconds, added
 
 
 def cron_command(host: TestHost) -> str:

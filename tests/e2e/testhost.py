@@ -123,6 +123,21 @@ def changed_tasks(result: subprocess.CompletedProcess[str]) -> list[str]:
     return found
 
 
+ADDED = re.compile(r"Added to the repository: ([\d.]+) (B|KiB|MiB|GiB)")
+RESTIC_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def restic_added_bytes(log: str) -> int | None:
+    """What the last `restic backup` in `log` says its snapshot added to the repository.
+    (Not the change in repository size: the backup command's own `forget --prune` removes
+    older snapshots' data in the same run.)"""
+    found = ADDED.findall(log)
+    if not found:
+        return None
+    value, unit = found[-1]
+    return int(float(value) * RESTIC_UNITS[unit])
+
+
 def size_in_bytes(size: str) -> int:
     """A size as the settings write it (768M, 2G) in bytes."""
     units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
