@@ -58,11 +58,43 @@ def inspect(host: TestHost, template: str, *containers: str) -> list[str]:
     return host.run("docker", "inspect", "-f", template, *containers).split()
 
 
+# What the roles own: their files and folders (not the hub's database, which changes on
+# its own), the hub and proxy containers (user servers come and go with the culler),
+# networks, images and the nftables table.
+OWNED = (
+    "/etc/gpuhub",
+    "/etc/docker/daemon.json",
+    "/etc/nginx",
+    "/etc/systemd/system/gpuhub-firewall.service",
+    "/etc/modules-load.d/gpuhub-firewall.conf",
+    "/etc/sysctl.d/90-gpuhub-firewall.conf",
+    "/etc/ansible/facts.d",
+    "/etc/cron.d/gpuhub-backup",
+    "/etc/gpuhub-backup",
+    "/usr/local/sbin/gpuhub-backup",
+    "/srv/jupyterhub/config",
+    "/srv/jupyterhub/state",
+)
+SNAPSHOT = f"""
+find {" ".join(OWNED)} -type f ! -name 'jupyterhub.sqlite*' -print0 | sort -z \
+  | xargs -0 sh -c 'sha256sum "$@"; stat -c "%n %a %U %G" "$@"' files
+docker inspect -f '{{{{.Name}}}} {{{{.Id}}}} {{{{.State.StartedAt}}}}' jupyterhub jupyterhub-proxy
+docker network ls -q --no-trunc | sort
+docker images -q --no-trunc | sort -u
+nft list table inet gpuhub
+"""
+
+
 def test_drill_10_check_diff_on_a_converged_host_changes_nothing(host: TestHost) -> None:
+    """The recap alone could miss a task that changes the host while reporting `ok`
+    (check_mode: false with changed_when: false): compare the host itself too."""
+    before = host.run("sh", "-ec", SNAPSHOT)
     result = host.converge("--check", "--diff")
     assert result.returncode == 0, result.stdout[-3000:]
     changed, failed = recap(result)
     assert (changed, failed) == (0, 0), changed_tasks(result)
+    after = host.run("sh", "-ec", SNAPSHOT)
+    assert after == before, "\n".join(sorted(set(after.splitlines()) ^ set(before.splitlines())))
 
 
 def test_drill_7_kernels_survive_a_hub_restart_and_upgrade(
