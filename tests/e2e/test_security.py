@@ -140,7 +140,14 @@ def test_drill_2_egress_is_blocked_except_hub_and_allow_list(
     )
     allowed = (f"{ALLOWED}:7070", "jupyterhub:8081", f"{gateway}:443")
     # Controls: the hub container, which no user rule covers, reaches the same targets.
-    from_hub = probe(host, "jupyterhub", f"{METADATA}:80", f"{PRIVATE}:80", "jupyterhub-proxy:8001")
+    from_hub = probe(
+        host,
+        "jupyterhub",
+        f"{METADATA}:80",
+        f"{PRIVATE}:80",
+        f"{ALLOWED}:80",
+        "jupyterhub-proxy:8001",
+    )
     assert set(from_hub.values()) == {"open"}, from_hub
     assert (
         probe(host, None, f"{gateway}:{HOST_SERVICE_PORT}")[f"{gateway}:{HOST_SERVICE_PORT}"]

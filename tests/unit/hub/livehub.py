@@ -71,13 +71,17 @@ class LiveHub:
     process: subprocess.Popen | None = None
 
     def service_token(self, module: str) -> str:
-        """The API token the hub handed to a managed service it started (found in the
+        """The API token this hub handed to a managed service it started (found in the
         service process's environment): that service's real privileges."""
+        assert self.process is not None
+        parent = f"PPid:\t{self.process.pid}\n"
         for environ in Path("/proc").glob("[0-9]*/environ"):
             try:
                 cmdline = (environ.parent / "cmdline").read_bytes().split(b"\0")
                 if module.encode() not in cmdline:
                     continue
+                if parent not in (environ.parent / "status").read_text():
+                    continue  # another hub's service (another test, a test host)
                 pairs = environ.read_bytes().split(b"\0")
             except OSError:
                 continue

@@ -105,3 +105,24 @@ def test_workshop_mode_has_no_admins(tmp_path: Path) -> None:
         me = visitor.api("GET", "/hub/api/user")
         assert me.json()["admin"] is False, me.text
         assert visitor.api("GET", "/hub/api/users").status_code == 403
+
+
+def test_the_culler_token_has_only_the_culler_scopes(tmp_path: Path) -> None:
+    """Finding 9 (least privilege, live): the default culler lists users and stops servers,
+    and can do nothing else, such as creating users or touching an admin."""
+    with live_hub(tmp_path, culler={"enabled": True, "timeout": 86400, "every": 3600}) as hub:
+        token = hub.service_token("jupyterhub_idle_culler")
+        headers = {"Authorization": f"token {token}"}
+
+        def call(method: str, path: str) -> int:
+            url = f"{hub.url}/hub/api{path}"
+            return requests.request(method, url, headers=headers, json={}, timeout=30).status_code
+
+        api(hub).create_user("idle", admin=False)
+        assert call("GET", "/users") == 200  # control: what it needs
+        assert call("DELETE", "/users/idle/server") in (202, 204, 400)  # stopping is allowed
+        assert call("POST", "/users/newcomer") == 403
+        assert call("DELETE", "/users/idle") == 403
+        assert call("PATCH", "/users/admin") == 403
+        assert call("GET", "/users/idle/tokens") == 403
+        assert call("PUT", "/gpuhub/accounts/idle") == 403
