@@ -126,3 +126,19 @@ def test_the_culler_token_has_only_the_culler_scopes(tmp_path: Path) -> None:
         assert call("PATCH", "/users/admin") == 403
         assert call("GET", "/users/idle/tokens") == 403
         assert call("PUT", "/gpuhub/accounts/idle") == 403
+
+
+def test_named_servers_follow_the_server_name_rule(hub: LiveHub) -> None:
+    """Finding 5: a named server called `.hidden` (or `..`, sent escaped) must not start."""
+    admin = api(hub)
+    admin.create_user("namer", admin=False)
+    for escaped in ("%2Ehidden", "%2E%2E"):
+        answer = requests.post(
+            f"{hub.url}/hub/api/users/namer/servers/{escaped}",
+            headers={"Authorization": f"token {ADMIN_TOKEN}"},
+            json={},
+            timeout=60,
+        )
+        assert answer.status_code == 400, answer.text
+        assert "is not a valid server name" in answer.json()["message"]
+    assert not (admin.user("namer") or {}).get("servers")
