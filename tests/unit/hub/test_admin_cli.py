@@ -62,6 +62,12 @@ def test_generated_password_is_shown_once_and_works(hub: LiveHub) -> None:
     assert admin(hub, "user", "add", "bob")["passwords"] == {}
 
 
+def test_a_refused_password_leaves_no_user_behind(hub: LiveHub) -> None:
+    refused = admin(hub, "user", "add", "weakling", "--password-stdin", stdin="qwertyuiop", code=1)
+    assert "common passwords" in refused["error"]
+    assert "weakling" not in users(hub)
+
+
 def test_set_password_replaces_the_old_one(hub: LiveHub) -> None:
     admin(hub, "user", "add", "carol", "--password-stdin", stdin=PASSWORD)
     admin(hub, "user", "set-password", "carol", "--password-stdin", stdin="another-long-secret")

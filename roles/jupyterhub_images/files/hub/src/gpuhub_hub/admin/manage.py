@@ -110,11 +110,16 @@ class Manager:
         name, report = wanted.name, self.report
         current = self.users.get(name)
         added = current is None
+        if added and self.native:
+            # The password account first: a password the hub refuses (too short, too
+            # common) then stops the request before the user exists.
+            self._ensure_account(wanted, Account(name, False, (), {}, None), added)
         if current is None or not current.in_hub:
             self._run(self.api.create_user, name, bool(wanted.admin))
             if current is not None:
                 report.note(name, "sign-up made a hub user")
-            current = Account(name, bool(wanted.admin), (), {}, getattr(current, "approved", None))
+            approved = True if added and self.native else getattr(current, "approved", None)
+            current = Account(name, bool(wanted.admin), (), {}, approved)
         if wanted.admin is not None and current.admin != wanted.admin:
             self._run(self.api.set_admin, name, wanted.admin)
             report.note(name, "admin" if wanted.admin else "not admin")
@@ -126,7 +131,7 @@ class Manager:
             for group in sorted(set(current.groups) - set(wanted.groups)):
                 self._run(self.api.remove_from_group, group, name)
                 report.note(name, f"-group {group}")
-        if self.native:
+        if self.native and not added:
             self._ensure_account(wanted, current, added)
         if added:
             report.added.append(name)
