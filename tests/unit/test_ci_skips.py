@@ -1,4 +1,4 @@
-"""In CI a skipped test fails the run unless tests/conftest.py allows it by name."""
+"""In CI a skipped test fails the run unless the root conftest.py allows it by name."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["pytester"]
-CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
+CONFTEST = Path(__file__).resolve().parents[2] / "conftest.py"
 TESTS = """
 import pytest
 

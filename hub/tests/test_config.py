@@ -81,7 +81,7 @@ def test_culler_service_has_least_privilege(
     )
 
     app = load_hub(monkeypatch, settings_file(culler={"cull_users": True}))
-    # The culler really runs with these: tests/unit/hub/test_hub_security.py uses its token.
+    # The culler really runs with these: hub/tests/test_hub_security.py uses its token.
     assert {"--cull-users=true", "--cull-admin-users=false"} <= set(app.services[2]["command"])
     assert "admin:users" in app.load_roles[1]["scopes"]
 

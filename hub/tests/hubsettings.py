@@ -6,9 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-CONFIG_PY = (
-    Path(__file__).resolve().parents[3] / "roles/jupyterhub_images/files/hub/jupyterhub_config.py"
-)
+CONFIG_PY = Path(__file__).resolve().parents[1] / "jupyterhub_config.py"
 
 SettingsFactory = Callable[..., Path]
 
