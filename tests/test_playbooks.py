@@ -96,7 +96,10 @@ def test_users_rejects_bad_input(
             "value of docker_package_source must be one of: upstream, distro, got: foo",
         ),
         ({"docker_users": ["no-such-user-x"]}, "do not exist on localhost: no-such-user-x"),
-        ({"jupyterhub_mem_limit": "2X"}, 'jupyterhub_mem_limit: "2X" is not a size'),
+        (
+            {"jupyterhub_mem_limit": "2X"},
+            "jupyterhub_mem_limit (hub setting spawner.default_limits.mem_limit): '2X' is not",
+        ),
         (
             {"jupyterhub_profiles": [{"slug": "cpu", "display_name": "CPU", "image": "evil:1"}]},
             "the image must be one gpuhub builds or one listed in jupyterhub_extra_images",
@@ -108,9 +111,12 @@ def test_users_rejects_bad_input(
         ({"jupyterhub_auth_mode": "open"}, "jupyterhub_auth_mode must be one of: native, workshop"),
         (
             {"jupyterhub_group_limits": {"staff": {"mem_limit": "lots"}}},
-            "jupyterhub_group_limits.staff",
+            "jupyterhub_group_limits (hub setting spawner.group_limits.staff.mem_limit)",
         ),
-        ({"jupyterhub_admin_users": ["Admin User"]}, "are not valid user names"),
+        (
+            {"jupyterhub_admin_users": ["Admin User"]},
+            "jupyterhub_admin_users (hub setting hub.admin_users): 'Admin User' is not a valid",
+        ),
         ({"jupyterhub_images_variants": ["gpu"]}, "jupyterhub_images_variants must list cpu"),
         ({"jupyterhub_images_wheelhouse": "/no/such/dir"}, "is not a directory on localhost"),
         ({"jupyterhub_storage_root": "/"}, "jupyterhub_storage_root must be an absolute directory"),
@@ -123,12 +129,15 @@ def test_users_rejects_bad_input(
         ({"backup_hour": 25}, "backup_hour must be 0-23 (got 25)"),
         ({"backup_repository": "/srv/jupyterhub/backups"}, "backup_repository must be an absolute"),
         ({"backup_keep_daily": 0, "backup_keep_weekly": 0, "backup_keep_monthly": 0}, "not all 0"),
-        ({"jupyterhub_groups": ["Bad Group"]}, "jupyterhub_groups: ['Bad Group'] are not valid"),
+        ({"jupyterhub_groups": ["Bad Group"]}, "jupyterhub_groups (hub setting hub.groups): 'Bad"),
         (
             {"jupyterhub_users_subnet": "172.31.241.0/20"},
             "jupyterhub_users_subnet must be an IPv4 network address with a /16 to /24 prefix",
         ),
-        ({"jupyterhub_pids_limit": 10}, "jupyterhub_pids_limit 64 or more (got 10)"),
+        (
+            {"jupyterhub_pids_limit": 10},
+            "jupyterhub_pids_limit (hub setting spawner.pids_limit): 10",
+        ),
         (
             {"firewall_users_allow": [{"to": "10.1.2.300", "ports": [27000]}]},
             "the `to` of firewall_users_allow must be IPv4 addresses or CIDRs",
@@ -147,7 +156,25 @@ def test_users_rejects_bad_input(
                     },
                 ]
             },
-            "jupyterhub_profiles has GPU profiles, but localhost has no GPU",
+            "jupyterhub_profiles (hub setting spawner.profiles (gpu)): gpu mode exclusive, "
+            "but the host has no GPU",
+        ),
+        # Drifted once: Ansible accepted a GPU-only profile as the one open to everyone,
+        # the hub refused it at start. The hub's own loader now runs at preflight.
+        (
+            {
+                "jupyterhub_gpus": [{"uuid": "GPU-made-up", "index": 0}],
+                "jupyterhub_profiles": [
+                    {
+                        "slug": "gpu",
+                        "display_name": "G",
+                        "image": "gpuhub/singleuser-cpu:current",
+                        "gpu": {"mode": "exclusive"},
+                    }
+                ],
+            },
+            "jupyterhub_profiles (hub setting spawner.profiles): at least one CPU-only profile "
+            "must be open to every user",
         ),
         (
             {

@@ -282,7 +282,7 @@ def test_gpu_profiles_need_gpus(
 ) -> None:
     gpu_profile = {"slug": "gpu", "display_name": "G", "image": "x", "gpu": {"mode": "exclusive"}}
     cpu_profile = {"slug": "cpu", "display_name": "CPU", "image": "y"}
-    with pytest.raises(SettingsError, match="gpu mode exclusive on a host without GPUs"):
+    with pytest.raises(SettingsError, match="gpu mode exclusive, but the host has no GPU"):
         load_hub(monkeypatch, settings_file(spawner={"profiles": [cpu_profile, gpu_profile]}))
     with pytest.raises(SettingsError, match="at least one CPU-only profile"):
         load_hub(

@@ -14,7 +14,6 @@ USER_NAME_FILES = (
     "users.yml",
     "playbooks/stop-server.yml",
     "playbooks/restore.yml",
-    "roles/jupyterhub/vars/main.yml",
     "roles/jupyterhub_storage/tasks/preflight.yml",
 )
 

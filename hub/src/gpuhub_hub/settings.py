@@ -168,7 +168,9 @@ class Spawner:
         for profile in self.profiles:
             if profile.gpu.mode != "none" and not self.gpus:
                 raise SettingsError(
-                    f"profiles ({profile.slug}): gpu mode {profile.gpu.mode} on a host without GPUs"
+                    f"profiles ({profile.slug}): gpu mode {profile.gpu.mode}, but the host has no "
+                    "GPU (the gpu_facts role found none): give GPU profiles only to GPU hosts, "
+                    "or check the driver with playbooks/gpu-check.yml"
                 )
             slices = {m.profile for g in self.gpus for m in g.mig_devices}
             if profile.gpu.mode == "mig" and profile.gpu.mig_profile not in slices:
