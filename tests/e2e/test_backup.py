@@ -55,13 +55,15 @@ def before(host: TestHost) -> dict[str, dict[str, str]]:
     for name, password in USERS.items():
         ok(host.playbook("users.yml", "-e", json.dumps({"user": name, "password": password})))
         home = f"/srv/jupyterhub/home/{name}"
+        uid, gid = host.user_ids()
         host.run(
             "sh",
             "-c",
-            # Made as the hub makes homes (0750, 1000:100), so re-converging changes nothing.
-            f"install -d -m 0750 -o 1000 -g 100 {home} && "
+            # Made as the hub makes homes (0750, the containers' uid:gid), so re-converging
+            # changes nothing.
+            f"install -d -m 0750 -o {uid} -g {gid} {home} && "
             f"echo 'notes of {name}' > {home}/notes.txt && "
-            f"head -c 3000000 /dev/urandom > {home}/data.bin && chown -R 1000:100 {home}",
+            f"head -c 3000000 /dev/urandom > {home}/data.bin && chown -R {uid}:{gid} {home}",
         )
     return {name: checksums(host, name) for name in USERS}
 

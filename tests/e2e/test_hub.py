@@ -62,7 +62,7 @@ cpu = read('/sys/fs/cgroup/cpu.max') or (
 print(os.getuid(), os.getgid(), mem, int(cpu[0]) / int(cpu[1]))
 """
     uid, gid, mem, cpus = run(alice, alice_kernel, code).split()
-    assert (uid, gid) == ("1000", "100")
+    assert (uid, gid) == host.user_ids()
     assert int(mem) == size_in_bytes(limits["mem_limit"])
     assert float(cpus) == pytest.approx(limits["cpu_limit"])
 
@@ -107,9 +107,9 @@ def test_work_files_survive_a_respawn(host: TestHost, alice: HubClient, alice_ke
     kernel = alice.start_kernel("alice")
     assert run(alice, kernel, "print(open('/home/jovyan/work/persist.txt').read())") == "kept 42\n"
     owner = host.run("stat", "-c", "%u:%g %a", "/srv/jupyterhub/home/alice/persist.txt")
-    assert owner.split()[0] == "1000:100"
+    assert owner.split()[0] == ":".join(host.user_ids())
     home = host.run("stat", "-c", "%u:%g", "/srv/jupyterhub/home/alice").strip()
-    assert home == "1000:100"
+    assert home == ":".join(host.user_ids())
 
 
 def test_hub_restart_keeps_servers_and_kernels(host: TestHost, alice: HubClient) -> None:

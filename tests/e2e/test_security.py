@@ -194,7 +194,7 @@ def test_drill_3_user_containers_are_confined(
     for name in names:
         (info,) = json.loads(host.run("docker", "inspect", name))
         config, hostconfig = info["Config"], info["HostConfig"]
-        assert config["User"] == "1000:100", name
+        assert config["User"] == ":".join(host.user_ids()), name
         assert hostconfig["CapDrop"] == ["ALL"], name
         assert not hostconfig["CapAdd"], name
         assert "no-new-privileges:true" in hostconfig["SecurityOpt"], name
@@ -211,10 +211,8 @@ def test_drill_3_user_containers_are_confined(
         assert len(api_token) >= 32
         for secret in [*secrets, api_token]:
             assert secret not in text, f"a secret shows in docker inspect {name}"
-        assert host.run("stat", "-c", "%a %u", f"/srv/jupyterhub/tokens/{name}").split() == [
-            "400",
-            "1000",
-        ]
+        token_file = f"/srv/jupyterhub/tokens/{name}"
+        assert host.run("stat", "-c", "%a %u", token_file).split() == ["400", host.user_ids()[0]]
         inside = host.run(
             "docker",
             "exec",
@@ -225,7 +223,7 @@ def test_drill_3_user_containers_are_confined(
             "tr '\\0' '\\n' < /proc/1/environ",
         )
         lines = inside.splitlines()
-        assert lines[0] == "1000", inside
+        assert lines[0] == host.user_ids()[0], inside
         assert "NoNewPrivs:\t1" in lines, inside
         assert "CapEff:\t0000000000000000" in lines, inside
         for secret in secrets:

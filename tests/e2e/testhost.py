@@ -68,6 +68,13 @@ class TestHost:
         path = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / "host_vars" / self.name
         return yaml.safe_load(path.read_text())[name]
 
+    def user_ids(self) -> tuple[str, str]:
+        """The uid and gid user containers run as, as the scenario set them."""
+        return (
+            str(self.scenario_var("jupyterhub_storage_user_uid")),
+            str(self.scenario_var("jupyterhub_storage_user_gid")),
+        )
+
     def settings(self) -> dict[str, Any]:
         return yaml.safe_load(self.run("cat", "/srv/jupyterhub/config/settings.yaml"))
 
