@@ -55,7 +55,7 @@ def test_deploy_on_a_machine_without_systemd_points_to_demo(
 @pytest.mark.parametrize(
     ("extra_vars", "message"),
     [
-        ({"user": "Alice"}, "(JupyterHub lowercases names at login: use alice)"),
+        ({"user": "Alice"}, "JupyterHub lowercases names at login, use 'alice'"),
         ({"user": "../etc"}, "is not a valid user name"),
         ({"user": "a b"}, "is not a valid user name"),
         ({"user": ""}, "is not a valid user name"),
@@ -131,8 +131,14 @@ def test_users_rejects_bad_input(
         ({"backup_keep_daily": 0, "backup_keep_weekly": 0, "backup_keep_monthly": 0}, "not all 0"),
         ({"jupyterhub_groups": ["Bad Group"]}, "jupyterhub_groups (hub setting hub.groups): 'Bad"),
         (
-            {"jupyterhub_users_subnet": "172.31.241.0/20"},
-            "jupyterhub_users_subnet must be an IPv4 network address with a /16 to /24 prefix",
+            {"gpuhub_users_subnet": "172.31.241.0/20"},
+            "gpuhub_users_subnet: '172.31.241.0/20' is not an IPv4 network: 172.31.241.0/20 has "
+            "host bits set",
+        ),
+        ({"gpuhub_users_subnet": "10.0.0.0/8"}, "gpuhub_users_subnet: 10.0.0.0/8 must have a /16"),
+        (
+            {"jupyterhub_users_subnet": "172.31.240.0/20"},
+            "jupyterhub_users_subnet: the users network is now set once",
         ),
         (
             {"jupyterhub_pids_limit": 10},

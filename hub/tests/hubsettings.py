@@ -14,6 +14,9 @@ SettingsFactory = Callable[..., Path]
 def base_settings(state: Path) -> dict[str, Any]:
     return {
         "hub": {
+            "proxy_api_url": "http://jupyterhub-proxy:8001",
+            "hub_bind_url": "http://0.0.0.0:8081",
+            "hub_connect_url": "http://jupyterhub:8081",
             "admin_users": ["admin"],
             "proxy_token_file": str(state / "proxy_auth_token"),
             "admin_token_file": str(state / "gpuhub_admin_token"),
@@ -27,6 +30,7 @@ def base_settings(state: Path) -> dict[str, Any]:
         },
         "culler": {"timeout": 1800, "every": 300, "max_age": 86400},
         "spawner": {
+            "network": "jupyterhub-users",
             "home_root": str(state / "home"),
             "tokens_dir": str(state / "tokens"),
             "shared_dir": "/srv/jupyterhub/shared",

@@ -65,6 +65,11 @@ class Profile:
 
 @dataclass(frozen=True)
 class Hub:
+    # How the hub, the proxy and user servers reach each other: Ansible renders them from
+    # the shared facts (gpuhub role), so they have no second default here.
+    proxy_api_url: str
+    hub_bind_url: str
+    hub_connect_url: str
     base_url: str = "/"
     admin_users: tuple[str, ...] = ()
     db_url: str = "sqlite:////srv/jupyterhub/state/jupyterhub.sqlite"
@@ -77,9 +82,6 @@ class Hub:
     metrics_token_file: str = ""
     # Groups users may be put in (created on first use by the management CLI).
     groups: tuple[str, ...] = ()
-    proxy_api_url: str = "http://jupyterhub-proxy:8001"
-    hub_bind_url: str = "http://0.0.0.0:8081"
-    hub_connect_url: str = "http://jupyterhub:8081"
     concurrent_spawn_limit: int = 10
     active_server_limit: int = 0
     named_servers: bool = True
@@ -136,10 +138,10 @@ class Culler:
 
 @dataclass(frozen=True)
 class Spawner:
+    network: str  # the users network (gpuhub_users_network)
     profiles: tuple[Profile, ...] = ()
     default_limits: Limits = field(default_factory=Limits)
     group_limits: dict[str, Limits] = field(default_factory=dict)
-    network: str = "jupyterhub-users"
     home_root: str = "/srv/jupyterhub/home"
     # Where removed users' homes are archived (<archive_dir>/<user>/<time>.tar.gz).
     archive_dir: str = "/srv/jupyterhub/archive"
@@ -190,7 +192,7 @@ class Spawner:
 @dataclass(frozen=True)
 class Settings:
     spawner: Spawner
-    hub: Hub = field(default_factory=Hub)
+    hub: Hub
     auth: Auth = field(default_factory=Auth)
     culler: Culler = field(default_factory=Culler)
 

@@ -49,7 +49,7 @@ class Account:
 
 def api_url(settings: Settings) -> str:
     """The hub's API on its own bind port, as seen from inside the hub container."""
-    port = urlsplit(settings.hub.hub_bind_url).port or 8081
+    port = urlsplit(settings.hub.hub_bind_url).port or 80
     return f"http://127.0.0.1:{port}{settings.hub.base_url}hub/api"
 
 

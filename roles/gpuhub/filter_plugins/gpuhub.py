@@ -1,0 +1,112 @@
+"""Filters that apply gpuhub's shared rules in Ansible with the same code the hub runs
+(hub/src/gpuhub_hub) or, for addresses, Python's ipaddress, so no rule has a second copy.
+
+- `name | gpuhub_username_problem`: '' or why `name` cannot be a user name.
+- `subnet | gpuhub_users_network`: the users network's addresses (gateway, hub, proxy, the
+  containers' range); `subnet | gpuhub_users_network_problem`: '' or what is wrong.
+- `settings | gpuhub_settings_problem`: the hub's own settings loader, run on the control
+  node; '' or its message, led by the jupyterhub_* variable the failing setting is rendered
+  from (per __jupyterhub_settings in roles/jupyterhub/vars/main.yml).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ansible.errors import AnsibleFilterError
+
+ROLES = Path(__file__).resolve().parents[2]
+HUB_SRC = ROLES.parent / "hub" / "src"
+SETTINGS_TEMPLATE = ROLES / "jupyterhub" / "vars" / "main.yml"
+SEGMENT = re.compile(r"([A-Za-z_]+)(?:\[\d+\])?")
+VARIABLE = re.compile(r"\bjupyterhub_[a-z0-9_]+")
+
+
+def _hub() -> None:
+    if str(HUB_SRC) not in sys.path:
+        sys.path.insert(0, str(HUB_SRC))
+
+
+def gpuhub_username_problem(name: object) -> str:
+    _hub()
+    from gpuhub_hub.names import username_problem
+
+    return username_problem(name) or ""
+
+
+def _network(subnet: str) -> ipaddress.IPv4Network:
+    try:
+        network = ipaddress.IPv4Network(str(subnet))
+    except ValueError as err:
+        raise ValueError(f"gpuhub_users_subnet: {subnet!r} is not an IPv4 network: {err}") from None
+    if not 16 <= network.prefixlen <= 24:
+        raise ValueError(f"gpuhub_users_subnet: {subnet} must have a /16 to /24 prefix")
+    return network
+
+
+def gpuhub_users_network_problem(subnet: str) -> str:
+    try:
+        _network(subnet)
+    except ValueError as err:
+        return str(err)
+    return ""
+
+
+def gpuhub_users_network(subnet: str) -> dict[str, str]:
+    """The hub has the subnet's .2, the proxy .3, the gateway .1; Docker gives containers
+    addresses from the upper half only."""
+    try:
+        network = _network(subnet)
+    except ValueError as err:
+        raise AnsibleFilterError(str(err)) from None
+    upper = list(network.subnets(prefixlen_diff=1))[1]
+    return {
+        "subnet": str(network),
+        "gateway": str(network[1]),
+        "hub": str(network[2]),
+        "proxy": str(network[3]),
+        "dynamic_range": str(upper),
+    }
+
+
+def _variable(path: str) -> str | None:
+    node: Any = yaml.safe_load(SETTINGS_TEMPLATE.read_text())["__jupyterhub_settings"]
+    for segment in path.split(" ")[0].split("."):
+        match = SEGMENT.fullmatch(segment)
+        if not isinstance(node, dict) or not match or match.group(1) not in node:
+            break
+        node = node[match.group(1)]
+        if isinstance(node, str):
+            break
+    found = VARIABLE.findall(node) if isinstance(node, str) else []
+    return found[0] if found else None
+
+
+def gpuhub_settings_problem(settings: dict[str, Any]) -> str:
+    _hub()
+    from gpuhub_hub.settings import Settings, SettingsError, build
+
+    try:
+        build(Settings, json.loads(json.dumps(settings)))
+    except SettingsError as err:
+        path, _, problem = str(err).removeprefix("settings.").partition(": ")
+        variable = _variable(path)
+        where = f"{variable} (hub setting {path})" if variable else f"hub setting {path}"
+        return f"{where}: {problem}"
+    return ""
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "gpuhub_username_problem": gpuhub_username_problem,
+            "gpuhub_users_network": gpuhub_users_network,
+            "gpuhub_users_network_problem": gpuhub_users_network_problem,
+            "gpuhub_settings_problem": gpuhub_settings_problem,
+        }
