@@ -1,5 +1,5 @@
 """JupyterHub configuration of a gpuhub host. Static: every setting comes from the
-settings file (GPUHUB_SETTINGS, default /srv/jupyterhub/config/settings.yaml) that
+settings file named by $GPUHUB_SETTINGS (the hub container sets it) that
 Ansible renders. See gpuhub_hub.configure."""
 
 from gpuhub_hub.configure import configure_from_environment

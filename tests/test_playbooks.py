@@ -119,7 +119,8 @@ def test_users_rejects_bad_input(
         ),
         ({"jupyterhub_images_variants": ["gpu"]}, "jupyterhub_images_variants must list cpu"),
         ({"jupyterhub_images_wheelhouse": "/no/such/dir"}, "is not a directory on localhost"),
-        ({"jupyterhub_storage_root": "/"}, "jupyterhub_storage_root must be an absolute directory"),
+        ({"gpuhub_root": "/"}, "gpuhub_root must be an absolute directory"),
+        ({"jupyterhub_storage_root": "/data"}, "jupyterhub_storage_root: these are now set once"),
         (
             {"gpu_required": True},
             "gpu_required is true for localhost, but it has no NVIDIA GPU on its PCI bus",
@@ -138,7 +139,7 @@ def test_users_rejects_bad_input(
         ({"gpuhub_users_subnet": "10.0.0.0/8"}, "gpuhub_users_subnet: 10.0.0.0/8 must have a /16"),
         (
             {"jupyterhub_users_subnet": "172.31.240.0/20"},
-            "jupyterhub_users_subnet: the users network is now set once",
+            "jupyterhub_users_subnet: these are now set once, for every role: the users network",
         ),
         (
             {"jupyterhub_pids_limit": 10},

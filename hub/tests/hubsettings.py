@@ -32,6 +32,7 @@ def base_settings(state: Path) -> dict[str, Any]:
         "spawner": {
             "network": "jupyterhub-users",
             "home_root": str(state / "home"),
+            "archive_dir": str(state / "archive"),
             "tokens_dir": str(state / "tokens"),
             "shared_dir": "/srv/jupyterhub/shared",
             "default_limits": {"mem_limit": "2G", "cpu_limit": 1.0},

@@ -11,7 +11,7 @@ from typing import Any
 from .names import USERNAME
 from .settings import Settings, load
 
-DEFAULT_SETTINGS = "/srv/jupyterhub/config/settings.yaml"
+SETTINGS_VARIABLE = "GPUHUB_SETTINGS"  # the settings file's path (the hub container sets it)
 WORKSHOP_WARNING = (
     "WORKSHOP MODE: any user name logs in WITHOUT A PASSWORD and gets a server; no user is "
     "an admin. Use it only for a short event on a network you trust, then switch auth.mode "
@@ -129,8 +129,15 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
     c.Spawner.http_timeout = spawner.http_timeout
 
 
+def settings_path() -> str:
+    path = os.environ.get(SETTINGS_VARIABLE, "")
+    if not path:
+        raise RuntimeError(f"{SETTINGS_VARIABLE} is not set: it names the hub's settings file")
+    return path
+
+
 def configure_from_environment(c: Any) -> Settings:  # noqa: ANN401
     """Entry point of jupyterhub_config.py: settings from $GPUHUB_SETTINGS."""
-    settings = load(os.environ.get("GPUHUB_SETTINGS", DEFAULT_SETTINGS))
+    settings = load(settings_path())
     configure(c, settings)
     return settings

@@ -70,14 +70,15 @@ class Hub:
     proxy_api_url: str
     hub_bind_url: str
     hub_connect_url: str
+    # Where the hub keeps its state (under gpuhub_root on the host): rendered, no default.
+    db_url: str
+    cookie_secret_file: str
+    crypt_key_file: str
+    proxy_token_file: str
+    # The token of the gpuhub-admin service (the management CLI), read by hub and CLI.
+    admin_token_file: str
     base_url: str = "/"
     admin_users: tuple[str, ...] = ()
-    db_url: str = "sqlite:////srv/jupyterhub/state/jupyterhub.sqlite"
-    cookie_secret_file: str = "/srv/jupyterhub/state/jupyterhub_cookie_secret"  # noqa: S105
-    crypt_key_file: str = "/srv/jupyterhub/state/crypt_key"
-    proxy_token_file: str = "/srv/jupyterhub/state/proxy_auth_token"  # noqa: S105
-    # The token of the gpuhub-admin service (the management CLI), read by hub and CLI.
-    admin_token_file: str = "/srv/jupyterhub/state/gpuhub_admin_token"  # noqa: S105
     # The token of the gpuhub-metrics service (only read:metrics); empty: no such service.
     metrics_token_file: str = ""
     # Groups users may be put in (created on first use by the management CLI).
@@ -139,12 +140,14 @@ class Culler:
 @dataclass(frozen=True)
 class Spawner:
     network: str  # the users network (gpuhub_users_network)
+    # Under gpuhub_root on the host: homes, archives of removed users' homes, and the
+    # servers' API token files (see hardening.py). Rendered, no default.
+    home_root: str
+    archive_dir: str
+    tokens_dir: str
     profiles: tuple[Profile, ...] = ()
     default_limits: Limits = field(default_factory=Limits)
     group_limits: dict[str, Limits] = field(default_factory=dict)
-    home_root: str = "/srv/jupyterhub/home"
-    # Where removed users' homes are archived (<archive_dir>/<user>/<time>.tar.gz).
-    archive_dir: str = "/srv/jupyterhub/archive"
     notebook_dir: str = "/home/jovyan/work"
     shared_dir: str = ""
     shared_mount: str = "/home/jovyan/shared"
@@ -157,8 +160,6 @@ class Spawner:
     remove: bool = True
     # Processes and threads one server may have (bounds a fork bomb).
     pids_limit: int = 2048
-    # Where the hub writes each server's API token file (see hardening.py).
-    tokens_dir: str = "/srv/jupyterhub/tokens"
     # The host's GPUs (from the gpu_facts role); empty on a GPU-less host.
     gpus: tuple[Gpu, ...] = ()
 

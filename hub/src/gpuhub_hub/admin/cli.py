@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..configure import DEFAULT_SETTINGS
+from ..configure import SETTINGS_VARIABLE
 from ..names import check_username
 from ..settings import Settings, SettingsError, load
 from .hubapi import HubAPI, HubError, api_url
@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpuhub-admin", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--dry-run", action="store_true", help="report, change nothing")
-    parser.add_argument("--settings", default=os.environ.get("GPUHUB_SETTINGS", DEFAULT_SETTINGS))
+    parser.add_argument(
+        "--settings",
+        default=os.environ.get(SETTINGS_VARIABLE),
+        required=not os.environ.get(SETTINGS_VARIABLE),
+        help=f"the hub's settings file (default: ${SETTINGS_VARIABLE})",
+    )
     top = parser.add_subparsers(dest="area", required=True)
 
     user = top.add_parser("user", help="hub users").add_subparsers(dest="action", required=True)
