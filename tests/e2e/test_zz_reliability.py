@@ -60,7 +60,7 @@ def inspect(host: TestHost, template: str, *containers: str) -> list[str]:
 
 # What the roles own: their files and folders (not the hub's database, which changes on
 # its own), the hub and proxy containers (user servers come and go with the culler),
-# networks, images and the nftables table.
+# networks, images and the nftables table (rules, not their counters).
 OWNED = (
     "/etc/gpuhub",
     "/etc/docker/daemon.json",
@@ -81,7 +81,7 @@ find {" ".join(OWNED)} -type f ! -name 'jupyterhub.sqlite*' -print0 | sort -z \
 docker inspect -f '{{{{.Name}}}} {{{{.Id}}}} {{{{.State.StartedAt}}}}' jupyterhub jupyterhub-proxy
 docker network ls -q --no-trunc | sort
 docker images -q --no-trunc | sort -u
-nft list table inet gpuhub
+nft -s list table inet gpuhub
 """
 
 
