@@ -4,6 +4,8 @@
 - `name | gpuhub_username_problem`: '' or why `name` cannot be a user name.
 - `subnet | gpuhub_users_network`: the users network's addresses (gateway, hub, proxy, the
   containers' range); `subnet | gpuhub_users_network_problem`: '' or what is wrong.
+- `repository | gpuhub_image`: the image the hub runs, `<repository>:current`;
+  `variant | gpuhub_singleuser_image(name[, tag=False])`: `<name>-<variant>[:current]`.
 - `settings | gpuhub_settings_problem`: the hub's own settings loader, run on the control
   node; '' or its message, led by the jupyterhub_* variable the failing setting is rendered
   from (per __jupyterhub_settings in roles/jupyterhub/vars/main.yml).
@@ -26,6 +28,8 @@ HUB_SRC = ROLES.parent / "hub" / "src"
 SETTINGS_TEMPLATE = ROLES / "jupyterhub" / "vars" / "main.yml"
 SEGMENT = re.compile(r"([A-Za-z_]+)(?:\[\d+\])?")
 VARIABLE = re.compile(r"\bjupyterhub_[a-z0-9_]+")
+# The images role builds <repository>:<hash of its inputs> and moves this tag to the newest.
+CURRENT = "current"
 
 
 def _hub() -> None:
@@ -75,6 +79,15 @@ def gpuhub_users_network(subnet: str) -> dict[str, str]:
     }
 
 
+def gpuhub_image(repository: str) -> str:
+    return f"{repository}:{CURRENT}"
+
+
+def gpuhub_singleuser_image(variant: str, name: str, tag: bool = True) -> str:
+    repository = f"{name}-{variant}"
+    return gpuhub_image(repository) if tag else repository
+
+
 def _variable(path: str) -> str | None:
     node: Any = yaml.safe_load(SETTINGS_TEMPLATE.read_text())["__jupyterhub_settings"]
     for segment in path.split(" ")[0].split("."):
@@ -109,4 +122,6 @@ class FilterModule:
             "gpuhub_users_network": gpuhub_users_network,
             "gpuhub_users_network_problem": gpuhub_users_network_problem,
             "gpuhub_settings_problem": gpuhub_settings_problem,
+            "gpuhub_image": gpuhub_image,
+            "gpuhub_singleuser_image": gpuhub_singleuser_image,
         }
