@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+GROUP = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+GROUP_RULE = "lowercase letters, digits, '.', '_', '-', up to 64"
 # Named servers: letters, digits, '.', '_', '-', never starting with '.' (so never `.`
 # or `..`, which URLs resolve as path steps).
 SERVER_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")
@@ -42,6 +44,13 @@ def check_username(name: object) -> str:
     if problem:
         raise ValueError(problem)
     return str(name)
+
+
+def group_problem(name: object) -> str | None:
+    """Why `name` cannot be a group name, or None when it can."""
+    if isinstance(name, str) and GROUP.match(name):
+        return None
+    return f"{name!r} must be {GROUP_RULE}"
 
 
 def server_name_problem(name: str) -> str | None:

@@ -17,11 +17,10 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from .gpus import Gpu, GpuPolicy
-from .names import USERNAME
+from .names import USERNAME, group_problem
 
 BYTES = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-GROUP = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 class SettingsError(ValueError):
@@ -98,10 +97,9 @@ class Hub:
             if not USERNAME.match(name):
                 raise SettingsError(f"admin_users: {name!r} is not a valid user name")
         for name in self.groups:
-            if not GROUP.match(name):
-                raise SettingsError(
-                    f"groups: {name!r} must be lowercase letters, digits, '.', '_', '-'"
-                )
+            problem = group_problem(name)
+            if problem:
+                raise SettingsError(f"groups: {problem}")
         for key in ("concurrent_spawn_limit", "active_server_limit", "named_server_limit_per_user"):
             if getattr(self, key) < 0:
                 raise SettingsError(f"{key}: must be 0 (no limit) or more")

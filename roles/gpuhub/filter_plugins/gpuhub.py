@@ -1,7 +1,8 @@
 """Filters that apply gpuhub's shared rules in Ansible with the same code the hub runs
 (hub/src/gpuhub_hub) or, for addresses, Python's ipaddress, so no rule has a second copy.
 
-- `name | gpuhub_username_problem`: '' or why `name` cannot be a user name.
+- `name | gpuhub_username_problem`: '' or why `name` cannot be a user name;
+  `name | gpuhub_group_problem`: the same for a group name.
 - `subnet | gpuhub_users_network`: the users network's addresses (gateway, hub, proxy, the
   containers' range); `subnet | gpuhub_users_network_problem`: '' or what is wrong.
 - `repository | gpuhub_image`: the image the hub runs, `<repository>:current`;
@@ -42,6 +43,13 @@ def gpuhub_username_problem(name: object) -> str:
     from gpuhub_hub.names import username_problem
 
     return username_problem(name) or ""
+
+
+def gpuhub_group_problem(name: object) -> str:
+    _hub()
+    from gpuhub_hub.names import group_problem
+
+    return group_problem(name) or ""
 
 
 def _network(subnet: str) -> ipaddress.IPv4Network:
@@ -119,6 +127,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "gpuhub_username_problem": gpuhub_username_problem,
+            "gpuhub_group_problem": gpuhub_group_problem,
             "gpuhub_users_network": gpuhub_users_network,
             "gpuhub_users_network_problem": gpuhub_users_network_problem,
             "gpuhub_settings_problem": gpuhub_settings_problem,
