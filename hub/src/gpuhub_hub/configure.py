@@ -66,6 +66,9 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
 
     # Sign-up and login (and JupyterHub's users API) accept only names of gpuhub's rule.
     c.Authenticator.username_pattern = USERNAME.pattern
+    # Who may log in is the authenticator's business: anyone in workshop mode, approved
+    # accounts in native mode (NativeAuthenticator refuses the others itself).
+    c.Authenticator.allow_all = True
     services: list[dict[str, Any]] = [
         {"name": ADMIN_SERVICE, "api_token": _secret(hub.admin_token_file), "admin": True}
     ]
@@ -73,7 +76,6 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
     if auth.mode == "workshop":
         log.warning(WORKSHOP_WARNING)
         c.JupyterHub.authenticator_class = "dummy"
-        c.Authenticator.allow_all = True
         # Anyone can type any name, so no name may be an admin: admin_users stays empty
         # and the admin role is given to no user (JupyterHub revokes it from users who
         # were admins in native mode; admin_users get it back when native mode returns).
@@ -83,8 +85,6 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
         c.Authenticator.admin_users = set(hub.admin_users)
         c.JupyterHub.authenticator_class = "gpuhub_hub.accounts.GpuhubAuthenticator"
         c.GpuhubAuthenticator.initial_password_dir = auth.initial_admin_password_dir
-        # NativeAuthenticator itself refuses users an admin has not approved.
-        c.Authenticator.allow_all = True
         c.NativeAuthenticator.open_signup = False
         c.NativeAuthenticator.enable_signup = auth.enable_signup
         c.NativeAuthenticator.minimum_password_length = auth.minimum_password_length
