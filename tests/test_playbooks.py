@@ -55,7 +55,7 @@ def test_deploy_on_a_machine_without_systemd_points_to_demo(
 @pytest.mark.parametrize(
     ("extra_vars", "message"),
     [
-        ({"user": "Alice"}, "JupyterHub lowercases names at login, use 'alice'"),
+        ({"user": "Alice"}, "JupyterHub lowercases names at login (use alice)"),
         ({"user": "../etc"}, "is not a valid user name"),
         ({"user": "a b"}, "is not a valid user name"),
         ({"user": ""}, "is not a valid user name"),

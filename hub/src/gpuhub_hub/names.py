@@ -27,8 +27,8 @@ def username_problem(name: object) -> str | None:
         return None
     if name.lower() != name and USERNAME.match(name.lower()):
         return (
-            f"{name!r} has uppercase letters; JupyterHub lowercases names at login, "
-            f"use {name.lower()!r}"
+            f"{name!r} has uppercase letters; JupyterHub lowercases names at login "
+            f"(use {name.lower()})"
         )
     for char, what in (("/", "a slash"), (" ", "a space"), (",", "a comma"), ("@", "an '@'")):
         if char in name:
