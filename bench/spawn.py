@@ -50,12 +50,7 @@ def main() -> None:
     limits = spawner["default_limits"]
 
     password = "bench-" + secrets.token_urlsafe(12)
-    host.run(
-        "sh",
-        "-c",
-        f"printf '%s\\n' '{password}' | docker exec -i jupyterhub "
-        "gpuhub-admin user add benchspawn --password-stdin",
-    )
+    host.add_user("benchspawn", password)
     with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as ca:
         ca.write(host.run("cat", "/etc/nginx/gpuhub-tls/selfsigned.crt"))
     client = HubClient(f"https://{host.address}", verify=ca.name)

@@ -61,9 +61,7 @@ class GpuhubAuthenticator(NativeAuthenticator):
         except OSError as err:
             self.log.error("admin %s has no account and %s is unreadable: %s", name, path, err)
             return
-        info = UserInfo(username=name, password=b"", is_authorized=True)
-        self.set_password(info, password)
-        self.db.add(info)
+        self.new_account(name, password, approved=True)
         self.db.commit()
         self.log.info("gpuhub accounts: created admin %s with the password in %s", name, path)
 
@@ -100,6 +98,13 @@ class GpuhubAuthenticator(NativeAuthenticator):
         if self.check_common_password and self.is_password_common(password):
             return "the password is on the list of common passwords"
         return None
+
+    def new_account(self, name: str, password: str, approved: bool) -> UserInfo:
+        """A password account added to the hub's session (the caller commits)."""
+        info = UserInfo(username=name, password=b"", is_authorized=approved)
+        self.set_password(info, password)
+        self.db.add(info)
+        return info
 
     def set_password(self, info: UserInfo, password: str) -> None:
         info.password = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
@@ -172,9 +177,7 @@ class AccountHandler(_AccountsBase):
         if info is None:
             if password is None:
                 raise web.HTTPError(400, f"{name}: a new account needs a password")
-            info = UserInfo(username=name, password=b"", is_authorized=approved is not False)
-            native.set_password(info, password)
-            native.db.add(info)
+            info = native.new_account(name, password, approved=approved is not False)
             created = changed = True
         else:
             if password is not None and not info.is_valid_password(password):
