@@ -46,9 +46,11 @@ def main() -> None:
     host = bench_host()
     command = cron_command(host)
     # A fresh repository on the (throwaway) bench host, so the first backup is a first one.
-    host.run("sh", "-c", "rm -rf /var/backups/jupyterhub/* && " + RESTIC + "init >/dev/null")
+    repository = host.fact("backup_repository")
+    host.run("sh", "-c", f"rm -rf {repository}/* && " + RESTIC + "init >/dev/null")
     file_mib = max(1, round(args.gib * 1024 / (args.homes * FILES_PER_HOME)))
-    homes = [f"/srv/jupyterhub/home/bench{i:02d}" for i in range(1, args.homes + 1)]
+    homes = [host.path("home", f"bench{i:02d}") for i in range(1, args.homes + 1)]
+    owner = ":".join(host.user_ids())
     fill = (
         f"for f in $(seq 1 {FILES_PER_HOME}); do "
         f"head -c {file_mib}M /dev/urandom > $d/data$f.bin; done"
@@ -56,7 +58,7 @@ def main() -> None:
     host.run(
         "sh",
         "-c",
-        f"for d in {' '.join(homes)}; do mkdir -p $d; {fill}; chown -R 1000:100 $d; done",
+        f"for d in {' '.join(homes)}; do mkdir -p $d; {fill}; chown -R {owner} $d; done",
     )
     data_bytes = args.homes * FILES_PER_HOME * file_mib * 1024**2
 
@@ -71,7 +73,7 @@ def main() -> None:
         host.run(
             "sh",
             "-c",
-            RESTIC + "restore latest --target /root/bench-restore --include /srv/jupyterhub/home",
+            RESTIC + f"restore latest --target /root/bench-restore --include {host.path('home')}",
         )
     host.run("rm", "-rf", "/root/bench-restore")
     gib = data_bytes / 1024**3

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from common import HubClient, TestHost, bench_host, percentile, plot, write
 from hubclient import HubError, idle, run_code
 
-CONTAINERS = ("jupyterhub", "jupyterhub-proxy")
+# Which of the two containers a `docker stats` row is about: hub or proxy.
+ROLES = ("hub", "proxy")
 PEAK = "Peak hub CPU {:.0f} % and memory {:.0f} MiB; proxy CPU {:.0f} % and memory {:.0f} MiB."
 STAGES = ("login", "spawn", "kernel", "execute", "idle", "stop")
 SIZE = re.compile(r"([\d.]+)\s*([KMG]i?B)")
@@ -99,6 +100,7 @@ def simulate(url: str, ca: str, name: str, password: str, idle_seconds: float) -
 
 def sample(host: TestHost, stop: threading.Event, rows: list[dict[str, float]]) -> None:
     start = time.monotonic()
+    role = {host.hub: "hub", host.proxy: "proxy"}
     while not stop.is_set():
         code, out = host.container.exec_run(
             [
@@ -107,8 +109,8 @@ def sample(host: TestHost, stop: threading.Event, rows: list[dict[str, float]]) 
                 "--no-stream",
                 "--format",
                 "{{json .}}",
-                "jupyterhub",
-                "jupyterhub-proxy",
+                host.hub,
+                host.proxy,
             ]
         )
         if code == 0:
@@ -116,8 +118,8 @@ def sample(host: TestHost, stop: threading.Event, rows: list[dict[str, float]]) 
             for line in out.decode().splitlines():
                 stats = json.loads(line)
                 used = SIZE.match(stats["MemUsage"])
-                row[f"{stats['Name']}_cpu"] = float(stats["CPUPerc"].rstrip("%"))
-                row[f"{stats['Name']}_mib"] = float(used[1]) * UNITS[used[2]] if used else 0.0
+                row[f"{role[stats['Name']]}_cpu"] = float(stats["CPUPerc"].rstrip("%"))
+                row[f"{role[stats['Name']]}_mib"] = float(used[1]) * UNITS[used[2]] if used else 0.0
             rows.append(row)
         stop.wait(2)
 
@@ -133,7 +135,7 @@ def main() -> None:
     passwords = {f"load{i:03d}": "load-" + secrets.token_urlsafe(12) for i in range(args.users)}
     roster = json.dumps([{"name": n, "password": p} for n, p in passwords.items()])
     host.run("sh", "-c", f"cat > /root/load-roster.json <<'EOF'\n{roster}\nEOF")
-    host.run("sh", "-c", "docker exec -i jupyterhub gpuhub-admin sync < /root/load-roster.json")
+    host.run("sh", "-c", f"docker exec -i {host.hub} gpuhub-admin sync < /root/load-roster.json")
     with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as ca:
         ca.write(host.run("cat", "/etc/nginx/gpuhub-tls/selfsigned.crt"))
     url = f"https://{host.address}"
@@ -175,10 +177,10 @@ def main() -> None:
     peak = {
         key: max((s.get(key, 0) for s in samples), default=0)
         for key in (
-            "jupyterhub_cpu",
-            "jupyterhub_mib",
-            "jupyterhub-proxy_cpu",
-            "jupyterhub-proxy_mib",
+            "hub_cpu",
+            "hub_mib",
+            "proxy_cpu",
+            "proxy_mib",
         )
     }
     failed_total = sum(failures.values())
@@ -210,7 +212,7 @@ def main() -> None:
         plot(
             f"load-{what.lower()}",
             f"Hub and proxy {what} during the load run",
-            {n: (times, [s.get(f"{n}_{key}", 0) for s in samples]) for n in CONTAINERS},
+            {n: (times, [s.get(f"{n}_{key}", 0) for s in samples]) for n in ROLES},
             "seconds",
             unit,
         )

@@ -13,7 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from shared_facts import singleuser_image
 
+# A profile image preflight accepts: the CPU variant the images role builds.
+CPU_IMAGE = singleuser_image("cpu")
 PlaybookRunner = Callable[..., subprocess.CompletedProcess[str]]
 RECAP = re.compile(r"^\S+\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", re.M)
 
@@ -154,11 +157,11 @@ def test_users_rejects_bad_input(
         (
             {
                 "jupyterhub_profiles": [
-                    {"slug": "cpu", "display_name": "C", "image": "gpuhub/singleuser-cpu:current"},
+                    {"slug": "cpu", "display_name": "C", "image": CPU_IMAGE},
                     {
                         "slug": "gpu",
                         "display_name": "G",
-                        "image": "gpuhub/singleuser-cpu:current",
+                        "image": CPU_IMAGE,
                         "gpu": {"mode": "exclusive"},
                     },
                 ]
@@ -175,7 +178,7 @@ def test_users_rejects_bad_input(
                     {
                         "slug": "gpu",
                         "display_name": "G",
-                        "image": "gpuhub/singleuser-cpu:current",
+                        "image": CPU_IMAGE,
                         "gpu": {"mode": "exclusive"},
                     }
                 ],

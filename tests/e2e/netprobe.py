@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from testhost import TestHost
 
-USERS_NETWORK = "jupyterhub-users"
-
 # Prints "<target> open" or "<target> <error>" for each host:port argument.
 PROBE = """
 import socket, sys
@@ -33,5 +31,5 @@ def container_of(host: TestHost, user: str) -> str:
 
 
 def users_ip(host: TestHost, container: str) -> str:
-    template = f'{{{{(index .NetworkSettings.Networks "{USERS_NETWORK}").IPAddress}}}}'
+    template = f'{{{{(index .NetworkSettings.Networks "{host.users_network}").IPAddress}}}}'
     return host.run("docker", "inspect", "-f", template, container).strip()

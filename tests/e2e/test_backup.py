@@ -35,7 +35,7 @@ def restic(host: TestHost, args: str) -> str:
 
 
 def checksums(host: TestHost, name: str) -> dict[str, str]:
-    home = f"/srv/jupyterhub/home/{name}"
+    home = f"{host.root}/home/{name}"
     out = host.run("sh", "-c", f"cd {home} && sha256sum {' '.join(FILES)}")
     return {path: digest for digest, path in (line.split() for line in out.splitlines())}
 
@@ -54,7 +54,7 @@ def before(host: TestHost) -> dict[str, dict[str, str]]:
     """Two users with passwords and files (a text file and 3 MB of random bytes)."""
     for name, password in USERS.items():
         ok(host.playbook("users.yml", "-e", json.dumps({"user": name, "password": password})))
-        home = f"/srv/jupyterhub/home/{name}"
+        home = f"{host.root}/home/{name}"
         uid, gid = host.user_ids()
         host.run(
             "sh",
@@ -90,8 +90,8 @@ def test_restore_brings_back_the_database_and_a_deleted_home(
     assert "-e confirm_restore=" in flat(refused)
     assert recap(refused) == (0, 1)
 
-    host.run("rm", "-f", "/srv/jupyterhub/state/jupyterhub.sqlite")
-    host.run("rm", "-rf", "/srv/jupyterhub/home/bkb")
+    host.run("rm", "-f", f"{host.root}/state/jupyterhub.sqlite")
+    host.run("rm", "-rf", f"{host.root}/home/bkb")
 
     ok(host.playbook("playbooks/restore.yml", "-e", f"confirm_restore={host.name}"))
     for name, password in USERS.items():
@@ -132,19 +132,19 @@ def test_retention_keeps_what_the_policy_says(host: TestHost) -> None:
 def test_one_home_into_a_side_folder_touches_nothing_else(
     host: TestHost, before: dict[str, dict[str, str]]
 ) -> None:
-    hub = host.run("docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", "jupyterhub")
-    homes = host.run("ls", "/srv/jupyterhub/home")
-    host.run("sh", "-c", "echo 'changed since' >> /srv/jupyterhub/home/bka/notes.txt")
+    hub = host.run("docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", host.hub)
+    homes = host.run("ls", f"{host.root}/home")
+    host.run("sh", "-c", f"echo 'changed since' >> {host.root}/home/bka/notes.txt")
     side = f"/root/side-{secrets.token_hex(4)}"
     ok(host.playbook("playbooks/restore.yml", "-e", "user=bka", "-e", f"restore_to={side}"))
     restored = host.run(
-        "sh", "-c", f"cd {side}/srv/jupyterhub/home/bka && sha256sum notes.txt data.bin"
+        "sh", "-c", f"cd {side}{host.root}/home/bka && sha256sum notes.txt data.bin"
     )
     assert restored.split()[0::2] == [before["bka"]["notes.txt"], before["bka"]["data.bin"]]
-    assert host.run("ls", f"{side}/srv/jupyterhub/home") == "bka\n"
-    assert "changed since" in host.run("cat", "/srv/jupyterhub/home/bka/notes.txt")
-    assert host.run("ls", "/srv/jupyterhub/home") == homes
-    assert host.run("docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", "jupyterhub") == hub
+    assert host.run("ls", f"{side}{host.root}/home") == "bka\n"
+    assert "changed since" in host.run("cat", f"{host.root}/home/bka/notes.txt")
+    assert host.run("ls", f"{host.root}/home") == homes
+    assert host.run("docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", host.hub) == hub
 
 
 def test_one_home_in_place_stops_every_server_of_the_user(
@@ -157,7 +157,7 @@ def test_one_home_in_place_stops_every_server_of_the_user(
     client.create_token()
     client.start_server("bka")
     client.start_server("bka", "second")
-    host.run("sh", "-c", "echo 'changed since' >> /srv/jupyterhub/home/bka/notes.txt")
+    host.run("sh", "-c", f"echo 'changed since' >> {host.root}/home/bka/notes.txt")
     result = host.playbook(
         "playbooks/restore.yml", "-e", "user=bka", "-e", f"confirm_restore={host.name}"
     )
@@ -165,7 +165,7 @@ def test_one_home_in_place_stops_every_server_of_the_user(
     assert client.server_state("bka") is None
     assert client.server_state("bka", "second") is None
     assert checksums(host, "bka") == before["bka"]
-    saved = host.run("sh", "-c", "cat /srv/jupyterhub/.pre-restore-*/bka/notes.txt")
+    saved = host.run("sh", "-c", f"cat {host.root}/.pre-restore-*/bka/notes.txt")
     assert "changed since" in saved
 
 

@@ -63,7 +63,7 @@ def test_100_mb_upload_through_the_contents_api(host: TestHost, dave: HubClient)
         }
         response = dave.api("PUT", "/user/dave/api/contents/dataset.bin", json=body, timeout=300)
         assert response.status_code in (200, 201), response.text[:300]
-    on_host = host.run("sha256sum", "/srv/jupyterhub/home/dave/dataset.bin").split()[0]
+    on_host = host.run("sha256sum", f"{host.root}/home/dave/dataset.bin").split()[0]
     assert on_host == hashlib.sha256(data).hexdigest()
     dave.api("DELETE", "/user/dave/api/contents/dataset.bin")
 

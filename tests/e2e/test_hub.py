@@ -75,7 +75,7 @@ def test_terminals_are_on(alice: HubClient, alice_kernel: str) -> None:
 
 
 def test_containers_are_healthy_and_secrets_private(host: TestHost) -> None:
-    for name in ("jupyterhub", "jupyterhub-proxy"):
+    for name in (host.hub, host.proxy):
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             state = host.run(
@@ -90,13 +90,13 @@ def test_containers_are_healthy_and_secrets_private(host: TestHost) -> None:
             time.sleep(3)
         assert state.split() == ["healthy", "unless-stopped"], f"{name}: {state}"
     for secret in SECRETS:
-        assert host.run("stat", "-c", "%a %U", f"/srv/jupyterhub/state/{secret}").split() == [
+        assert host.run("stat", "-c", "%a %U", f"{host.root}/state/{secret}").split() == [
             "600",
             "root",
         ]
-    inspect = host.run("docker", "inspect", "jupyterhub", "jupyterhub-proxy")
+    inspect = host.run("docker", "inspect", host.hub, host.proxy)
     for secret in SECRETS:
-        value = host.run("cat", f"/srv/jupyterhub/state/{secret}").strip()
+        value = host.run("cat", f"{host.root}/state/{secret}").strip()
         assert value not in inspect, f"{secret} shows in docker inspect"
 
 
@@ -106,16 +106,16 @@ def test_work_files_survive_a_respawn(host: TestHost, alice: HubClient, alice_ke
     alice.start_server("alice")
     kernel = alice.start_kernel("alice")
     assert run(alice, kernel, "print(open('/home/jovyan/work/persist.txt').read())") == "kept 42\n"
-    owner = host.run("stat", "-c", "%u:%g %a", "/srv/jupyterhub/home/alice/persist.txt")
+    owner = host.run("stat", "-c", "%u:%g %a", f"{host.root}/home/alice/persist.txt")
     assert owner.split()[0] == ":".join(host.user_ids())
-    home = host.run("stat", "-c", "%u:%g", "/srv/jupyterhub/home/alice").strip()
+    home = host.run("stat", "-c", "%u:%g", f"{host.root}/home/alice").strip()
     assert home == ":".join(host.user_ids())
 
 
 def test_hub_restart_keeps_servers_and_kernels(host: TestHost, alice: HubClient) -> None:
     kernel = alice.start_kernel("alice")
     run(alice, kernel, "survivor = 'still here'")
-    host.run("docker", "restart", "jupyterhub")
+    host.run("docker", "restart", host.hub)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -138,11 +138,11 @@ def test_tutorial_is_seeded_and_never_overwritten(host: TestHost, make_user: Use
     assert carol.api("PUT", f"/user/carol/api/contents/{TOUR}", json=edited).status_code == 200
     carol.stop_server("carol")
 
-    secrets_before = host.run("sha256sum", *(f"/srv/jupyterhub/state/{s}" for s in SECRETS))
+    secrets_before = host.run("sha256sum", *(f"{host.root}/state/{s}" for s in SECRETS))
     rerun = host.converge()
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     assert "changed=0" in rerun.stdout.split("PLAY RECAP")[-1], changed_tasks(rerun)
-    assert host.run("sha256sum", *(f"/srv/jupyterhub/state/{s}" for s in SECRETS)) == secrets_before
+    assert host.run("sha256sum", *(f"{host.root}/state/{s}" for s in SECRETS)) == secrets_before
 
     carol.start_server("carol")
     again = carol.api("GET", f"/user/carol/api/contents/{TOUR}?content=1&format=text&type=file")

@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 from hubclient import HubClient
-from netprobe import USERS_NETWORK, container_of, probe, users_ip
+from netprobe import container_of, probe, users_ip
 from testhost import SECRETS, TestHost, UserFactory, flat, recap, size_in_bytes
 
 ATTACKER, VICTIM = "secalice", "secbob"
@@ -93,7 +93,7 @@ def test_drill_1_alice_cannot_reach_bobs_server_or_files(
     alice, bob = container_of(host, ATTACKER), container_of(host, VICTIM)
     bob_server = f"{users_ip(host, bob)}:8888"
     # Control: the hub reaches Bob's server (that is how it checks it is up).
-    assert probe(host, "jupyterhub", bob_server)[bob_server] == "open"
+    assert probe(host, host.hub, bob_server)[bob_server] == "open"
     assert probe(host, alice, bob_server)[bob_server] != "open"
 
     secret = {"type": "file", "format": "text", "content": "bob's private notes 7731"}
@@ -127,26 +127,26 @@ def test_drill_2_egress_is_blocked_except_hub_and_allow_list(
 ) -> None:
     alice = container_of(host, ATTACKER)
     # The host's address on the users network: the subnet's .1 (the hub has .2).
-    gateway = users_ip(host, "jupyterhub").rsplit(".", 1)[0] + ".1"
+    gateway = users_ip(host, host.hub).rsplit(".", 1)[0] + ".1"
     template = "{{range .IPAM.Config}}{{.Gateway}}{{end}}"
-    network = host.run("docker", "network", "inspect", "-f", template, USERS_NETWORK)
+    network = host.run("docker", "network", "inspect", "-f", template, host.users_network)
     assert network.strip() == gateway
     blocked = (
         f"{METADATA}:80",
         f"{PRIVATE}:80",
         f"{ALLOWED}:80",  # allowed address, but not this port
-        "jupyterhub-proxy:8001",  # the proxy's API
+        host.proxy_api,  # the proxy's API
         f"{gateway}:{HOST_SERVICE_PORT}",  # another service on the host
     )
-    allowed = (f"{ALLOWED}:7070", "jupyterhub:8081", f"{gateway}:443")
+    allowed = (f"{ALLOWED}:7070", host.hub_api, f"{gateway}:443")
     # Controls: the hub container, which no user rule covers, reaches the same targets.
     from_hub = probe(
         host,
-        "jupyterhub",
+        host.hub,
         f"{METADATA}:80",
         f"{PRIVATE}:80",
         f"{ALLOWED}:80",
-        "jupyterhub-proxy:8001",
+        host.proxy_api,
     )
     assert set(from_hub.values()) == {"open"}, from_hub
     assert (
@@ -158,7 +158,7 @@ def test_drill_2_egress_is_blocked_except_hub_and_allow_list(
     assert [t for t in blocked if from_alice[t] == "open"] == [], from_alice
     assert [t for t in allowed if from_alice[t] != "open"] == [], from_alice
     # The hub API answers a user server's own token.
-    token = host.run("cat", f"/srv/jupyterhub/tokens/{alice}").strip()
+    token = host.run("cat", f"{host.root}/tokens/{alice}").strip()
     check = (
         "import os, urllib.request; r = urllib.request.Request("
         "os.environ['JUPYTERHUB_API_URL'] + '/user', headers={'Authorization': 'token ' + "
@@ -190,7 +190,7 @@ def test_drill_3_user_containers_are_confined(
     # The drill's own two servers: other users' idle servers may be culled (and removed)
     # while the drill inspects them.
     names = [container_of(host, ATTACKER), container_of(host, VICTIM)]
-    secrets = [host.run("cat", f"/srv/jupyterhub/state/{s}").strip() for s in SECRETS]
+    secrets = [host.run("cat", f"{host.root}/state/{s}").strip() for s in SECRETS]
     for name in names:
         (info,) = json.loads(host.run("docker", "inspect", name))
         config, hostconfig = info["Config"], info["HostConfig"]
@@ -201,17 +201,17 @@ def test_drill_3_user_containers_are_confined(
         assert hostconfig["PidsLimit"] == pids_limit, name
         assert hostconfig["Privileged"] is False, name
         assert hostconfig["AutoRemove"] is False, name  # survives a daemon restart
-        assert hostconfig["NetworkMode"] == USERS_NETWORK, name
-        assert list(info["NetworkSettings"]["Networks"]) == [USERS_NETWORK], name
+        assert hostconfig["NetworkMode"] == host.users_network, name
+        assert list(info["NetworkSettings"]["Networks"]) == [host.users_network], name
         assert not any("docker.sock" in m["Source"] for m in info["Mounts"]), name
         env = dict(e.split("=", 1) for e in config["Env"])
         assert not any("TOKEN" in key or "SECRET" in key for key in env), sorted(env)
         text = json.dumps(info)
-        api_token = host.run("cat", f"/srv/jupyterhub/tokens/{name}").strip()
+        api_token = host.run("cat", f"{host.root}/tokens/{name}").strip()
         assert len(api_token) >= 32
         for secret in [*secrets, api_token]:
             assert secret not in text, f"a secret shows in docker inspect {name}"
-        token_file = f"/srv/jupyterhub/tokens/{name}"
+        token_file = f"{host.root}/tokens/{name}"
         assert host.run("stat", "-c", "%a %u", token_file).split() == ["400", host.user_ids()[0]]
         inside = host.run(
             "docker",
@@ -255,7 +255,7 @@ def test_drill_4_memory_and_fork_bombs_stay_in_their_container(
     alice, bob = container_of(host, ATTACKER), container_of(host, VICTIM)
     bob_kernel = victim.start_kernel(VICTIM)
     assert victim.execute(VICTIM, bob_kernel, "kept = 'bob 1'").error is None
-    hub_started = started_at(host, "jupyterhub")
+    hub_started = started_at(host, host.hub)
     before = memory_events(host, alice)
     assert before["limit"] == size_in_bytes(host.scenario_var("jupyterhub_mem_limit"))
 
@@ -287,7 +287,7 @@ def test_drill_4_memory_and_fork_bombs_stay_in_their_container(
     assert int(forked) < limit, forked
     assert errno == "11", errno  # EAGAIN: the pids limit
 
-    assert started_at(host, "jupyterhub") == hub_started
+    assert started_at(host, host.hub) == hub_started
     assert attacker.api("GET", "/hub/health").status_code == 200
     assert victim.execute(VICTIM, bob_kernel, "print(kept)").stdout == "bob 1\n"
 
@@ -324,24 +324,24 @@ def test_drill_5_sign_up_is_off_and_admin_names_are_taken_before_the_hub_answers
     with pytest.raises(requests.HTTPError, match="404"):
         HubClient(hub_url, verify=ca_file).signup("claimer", "a-long-enough-password")
     listed = json.loads(
-        host.run("docker", "exec", "jupyterhub", "gpuhub-admin", "--json", "user", "list")
+        host.run("docker", "exec", host.hub, "gpuhub-admin", "--json", "user", "list")
     )
     assert "claimer" not in {u["name"] for u in listed["users"]}
     # The admin account (the `admin` fixture logged in with it) came from a root-only file.
-    mode = host.run("stat", "-c", "%a %U %G", "/srv/jupyterhub/state/admin-passwords/admin")
+    mode = host.run("stat", "-c", "%a %U %G", f"{host.root}/state/admin-passwords/admin")
     assert mode.split() == ["600", "root", "root"]
     assert admin.api("GET", "/hub/api/user").json()["admin"] is True
 
 
 def test_drill_5_workshop_mode_refuses_a_host_with_homes(host: TestHost) -> None:
     """Workshop mode lets anyone type any name: on a host with homes that opens them."""
-    hub = host.run("docker", "inspect", "-f", "{{.State.StartedAt}}", "jupyterhub")
-    assert host.run("ls", "/srv/jupyterhub/home").split(), "the drill needs a home on the host"
+    hub = host.run("docker", "inspect", "-f", "{{.State.StartedAt}}", host.hub)
+    assert host.run("ls", f"{host.root}/home").split(), "the drill needs a home on the host"
     result = host.converge("-e", "jupyterhub_auth_mode=workshop")
     assert result.returncode != 0
     assert "set jupyterhub_workshop_over_existing_homes: true" in flat(result), flat(result)[-2000:]
     assert recap(result) == (0, 1)
-    assert host.run("docker", "inspect", "-f", "{{.State.StartedAt}}", "jupyterhub") == hub
+    assert host.run("docker", "inspect", "-f", "{{.State.StartedAt}}", host.hub) == hub
 
 
 def test_drill_5_bridged_traffic_passes_through_nftables(host: TestHost) -> None:
@@ -361,7 +361,7 @@ def test_drill_6_metrics_need_the_metrics_token(
     url = f"{hub_url}/hub/metrics"
     assert requests.get(url, verify=ca_file, timeout=30).status_code == 403
     assert attacker.api("GET", "/hub/metrics").status_code == 403
-    token = host.run("cat", "/srv/jupyterhub/state/metrics_token").strip()
+    token = host.run("cat", f"{host.root}/state/metrics_token").strip()
     answer = requests.get(
         url, headers={"Authorization": f"token {token}"}, verify=ca_file, timeout=30
     )

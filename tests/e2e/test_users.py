@@ -24,7 +24,7 @@ def users_yml(host: TestHost, **extra: Any) -> subprocess.CompletedProcess[str]:
 
 
 def hub_users(host: TestHost) -> dict[str, dict[str, Any]]:
-    listed = host.run("docker", "exec", "jupyterhub", "gpuhub-admin", "--json", "user", "list")
+    listed = host.run("docker", "exec", host.hub, "gpuhub-admin", "--json", "user", "list")
     return {u["name"]: u for u in json.loads(listed)["users"]}
 
 
@@ -112,17 +112,17 @@ def test_removal_stops_the_server_and_archives_the_home(
 
     ok(users_yml(host, user="uma", state="absent"), changed=1)
     assert not host.run("docker", "ps", "-aq", "--filter", "name=^jupyter-uma$").strip()
-    (archive,) = host.run("ls", "/srv/jupyterhub/archive/uma").split()
-    path = f"/srv/jupyterhub/archive/uma/{archive}"
+    (archive,) = host.run("ls", f"{host.root}/archive/uma").split()
+    path = f"{host.root}/archive/uma/{archive}"
     assert host.run("tar", "-xzOf", path, "uma/notes.txt") == "uma's notes\n"
-    assert "No such file" in host.run("ls", "/srv/jupyterhub/home/uma", check=False)
+    assert "No such file" in host.run("ls", f"{host.root}/home/uma", check=False)
     assert "uma" not in hub_users(host)
     assert not client(hub_url, ca_file).login("uma", PASSWORDS["uma"])
     ok(users_yml(host, user="uma", state="absent"), changed=0)
 
     ok(users_yml(host, user="uma", state="absent", purge=True), changed=1)
-    assert "No such file" in host.run("ls", "/srv/jupyterhub/archive/uma", check=False)
-    assert "No such file" in host.run("ls", "/srv/jupyterhub/home/uma", check=False)
+    assert "No such file" in host.run("ls", f"{host.root}/archive/uma", check=False)
+    assert "No such file" in host.run("ls", f"{host.root}/home/uma", check=False)
 
 
 def roster_csv(tmp_path: Path, names: list[str]) -> str:
@@ -224,14 +224,16 @@ def test_teardown_keeps_data_and_site_yml_brings_everyone_back(
 
     ok(host.playbook("playbooks/teardown.yml"))
     names = host.run("docker", "ps", "-a", "--format", "{{.Names}}").split()
-    assert not [n for n in names if n.startswith("jupyter")], names
+    assert not {host.hub, host.proxy} & set(names), names
+    servers = host.run("docker", "ps", "-aq", "--filter", "label=gpuhub.user")
+    assert servers.strip() == "", servers
     networks = host.run("docker", "network", "ls", "--format", "{{.Name}}").split()
-    assert "jupyterhub" not in networks
-    assert "jupyterhub-users" not in networks
-    assert host.run("cat", "/srv/jupyterhub/home/s02/essay.txt") == "kept across teardown\n"
-    host.run("test", "-s", "/srv/jupyterhub/state/jupyterhub.sqlite")
+    assert host.fact("jupyterhub_network") not in networks
+    assert host.users_network not in networks
+    assert host.run("cat", f"{host.root}/home/s02/essay.txt") == "kept across teardown\n"
+    host.run("test", "-s", f"{host.root}/state/jupyterhub.sqlite")
     images = host.run("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").split()
-    assert "gpuhub/hub:current" in images
+    assert host.hub_image in images
 
     converge = host.converge()
     assert converge.returncode == 0, converge.stdout[-3000:]

@@ -72,28 +72,37 @@ OWNED = (
     "/etc/cron.d/gpuhub-backup",
     "/etc/gpuhub-backup",
     "/usr/local/sbin/gpuhub-backup",
-    "/srv/jupyterhub/config",
-    "/srv/jupyterhub/state",
+    # and under the root: config/, state/ (see snapshot())
 )
-SNAPSHOT = f"""
-find {" ".join(OWNED)} -type f ! -name 'jupyterhub.sqlite*' -print0 | sort -z \
+
+
+def snapshot(host: TestHost) -> str:
+    """What the roles own on the host: file hashes and modes, containers, networks, images
+    and the firewall's rules (without counters, which move on their own)."""
+    owned = " ".join((*OWNED, host.path("config"), host.path("state")))
+    return host.run(
+        "sh",
+        "-ec",
+        f"""
+find {owned} -type f ! -name 'jupyterhub.sqlite*' -print0 | sort -z \
   | xargs -0 sh -c 'sha256sum "$@"; stat -c "%n %a %U %G" "$@"' files
-docker inspect -f '{{{{.Name}}}} {{{{.Id}}}} {{{{.State.StartedAt}}}}' jupyterhub jupyterhub-proxy
+docker inspect -f '{{{{.Name}}}} {{{{.Id}}}} {{{{.State.StartedAt}}}}' {host.hub} {host.proxy}
 docker network ls -q --no-trunc | sort
 docker images -q --no-trunc | sort -u
 nft -s list table inet gpuhub
-"""
+""",
+    )
 
 
 def test_drill_10_check_diff_on_a_converged_host_changes_nothing(host: TestHost) -> None:
     """The recap alone could miss a task that changes the host while reporting `ok`
     (check_mode: false with changed_when: false): compare the host itself too."""
-    before = host.run("sh", "-ec", SNAPSHOT)
+    before = snapshot(host)
     result = host.converge("--check", "--diff")
     assert result.returncode == 0, result.stdout[-3000:]
     changed, failed = recap(result)
     assert (changed, failed) == (0, 0), changed_tasks(result)
-    after = host.run("sh", "-ec", SNAPSHOT)
+    after = snapshot(host)
     assert after == before, "\n".join(sorted(set(after.splitlines()) ^ set(before.splitlines())))
 
 
@@ -103,19 +112,19 @@ def test_drill_7_kernels_survive_a_hub_restart_and_upgrade(
     servers = [container_of(host, name) for name in LIVE]
     started = inspect(host, "{{.State.StartedAt}}", *servers)
 
-    host.run("docker", "restart", "jupyterhub")
+    host.run("docker", "restart", host.hub)
     wait_for_hub(hub_url, ca_file)
     assert_state_kept(kernels)
 
-    hub_before = inspect(host, "{{.Id}}", "jupyterhub")
-    proxy_before = inspect(host, "{{.Id}} {{.State.StartedAt}}", "jupyterhub-proxy")
+    hub_before = inspect(host, "{{.Id}}", host.hub)
+    proxy_before = inspect(host, "{{.Id}} {{.State.StartedAt}}", host.proxy)
     upgrade = host.converge("-e", json.dumps(UPGRADE_LABEL))
     assert upgrade.returncode == 0, upgrade.stdout[-3000:]
-    assert inspect(host, "{{.Id}}", "jupyterhub") != hub_before, "the hub was not recreated"
+    assert inspect(host, "{{.Id}}", host.hub) != hub_before, "the hub was not recreated"
     label = '{{index .Config.Labels "io.gpuhub.drill"}}'
-    assert inspect(host, label, "jupyterhub") == ["upgraded"]
+    assert inspect(host, label, host.hub) == ["upgraded"]
     # The proxy kept running (no dropped connections), and so did every user server.
-    assert inspect(host, "{{.Id}} {{.State.StartedAt}}", "jupyterhub-proxy") == proxy_before
+    assert inspect(host, "{{.Id}} {{.State.StartedAt}}", host.proxy) == proxy_before
     wait_for_hub(hub_url, ca_file)
     assert_state_kept(kernels)
     assert inspect(host, "{{.State.StartedAt}}", *servers) == started
@@ -128,17 +137,17 @@ def test_drill_8_user_servers_survive_a_docker_restart(
     # StartedAt alone stays the same for a container that was stopped: compare whether it
     # runs and its main process too.
     state = "{{.State.Running}}/{{.State.Pid}}/{{.State.StartedAt}}"
-    before = inspect(host, state, *servers, "jupyterhub", "jupyterhub-proxy")
+    before = inspect(host, state, *servers, host.hub, host.proxy)
     assert all(line.startswith("true/") for line in before), before
     daemon = host.run("systemctl", "show", "-p", "MainPID", "docker")
     host.run("systemctl", "restart", "docker")
     assert host.run("systemctl", "show", "-p", "MainPID", "docker") != daemon
-    assert inspect(host, state, *servers, "jupyterhub", "jupyterhub-proxy") == before
+    assert inspect(host, state, *servers, host.hub, host.proxy) == before
     wait_for_hub(hub_url, ca_file)
     assert_state_kept(kernels)
     # Isolation holds with the restarted daemon's rules: the proxy API stays out of reach.
-    assert probe(host, "jupyterhub", "jupyterhub-proxy:8001") == {"jupyterhub-proxy:8001": "open"}
-    assert probe(host, servers[0], "jupyterhub-proxy:8001")["jupyterhub-proxy:8001"] != "open"
+    assert probe(host, host.hub, host.proxy_api) == {host.proxy_api: "open"}
+    assert probe(host, servers[0], host.proxy_api)[host.proxy_api] != "open"
 
 
 def test_drill_9_the_stack_returns_after_a_reboot(
@@ -167,4 +176,4 @@ def test_drill_9_the_stack_returns_after_a_reboot(
     read = "print(open('/home/jovyan/work/before-reboot.txt').read())"
     assert again.execute(RETURNER, kernel, read).stdout == "still 42\n"
     server = container_of(host, RETURNER)
-    assert probe(host, server, "jupyterhub-proxy:8001")["jupyterhub-proxy:8001"] != "open"
+    assert probe(host, server, host.proxy_api)[host.proxy_api] != "open"

@@ -13,12 +13,12 @@ from typing import Any
 import docker
 import yaml
 from hubclient import HubClient
+from shared_facts import default, hub_image, jupyterhub_var, singleuser_image
 
 REPO = Path(__file__).resolve().parents[2]
 RECAP = re.compile(r"^\S+\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", re.M)
 UserFactory = Callable[..., HubClient]
-ADMIN_PASSWORDS = "/srv/jupyterhub/state/admin-passwords"
-# The secrets the jupyterhub role generates into /srv/jupyterhub/state (root, 0600).
+# The secrets the jupyterhub role generates into <root>/state (root, 0600).
 SECRETS = (
     "jupyterhub_cookie_secret",
     "crypt_key",
@@ -47,6 +47,55 @@ class TestHost:
             raise AssertionError(f"{command} exited {code}: {text}")
         return text
 
+    def fact(self, name: str) -> Any:  # noqa: ANN401 (YAML)
+        """A shared fact or jupyterhub role variable as this scenario has it: the scenario's
+        own value where it sets one, the role's default otherwise (tests/shared_facts.py)."""
+        host_vars = self.host_vars()
+        return host_vars[name] if name in host_vars else default(name)
+
+    @property
+    def root(self) -> str:
+        """Where gpuhub keeps everything on the host (homes, state, config, archives)."""
+        return str(self.fact("gpuhub_root"))
+
+    def path(self, *parts: str) -> str:
+        """A path under the root: host.path("home", "alice")."""
+        return "/".join([self.root, *parts])
+
+    @property
+    def hub(self) -> str:
+        """The hub's container."""
+        return str(self.fact("gpuhub_hub_container"))
+
+    @property
+    def proxy(self) -> str:
+        """The proxy's container."""
+        return str(self.fact("gpuhub_proxy_container"))
+
+    @property
+    def hub_api(self) -> str:
+        """host:port where containers on the users network reach the hub."""
+        return f"{self.hub}:{self.fact('gpuhub_hub_port')}"
+
+    @property
+    def proxy_api(self) -> str:
+        """host:port of the proxy's REST API (the hub's only)."""
+        return f"{self.proxy}:{jupyterhub_var('__jupyterhub_proxy_api_port')}"
+
+    @property
+    def users_network(self) -> str:
+        """The user containers' Docker network."""
+        return str(self.fact("gpuhub_users_network"))
+
+    @property
+    def hub_image(self) -> str:
+        """The hub image tag the hub container runs."""
+        return hub_image(self.fact("gpuhub_hub_image_name"))
+
+    def singleuser_image(self, variant: str) -> str:
+        """The image tag the hub runs for a singleuser variant."""
+        return singleuser_image(variant, self.fact("gpuhub_singleuser_image_name"))
+
     def add_user(self, name: str, password: str, *options: str) -> str:
         """Add an approved user with `password` the way an admin does (gpuhub-admin; the
         password travels on stdin, never on a command line)."""
@@ -54,29 +103,34 @@ class TestHost:
         return self.run(
             "sh",
             "-c",
-            f'printf "%s\\n" "$PW" | docker exec -i jupyterhub {command}',
+            f'printf "%s\\n" "$PW" | docker exec -i {self.hub} {command}',
             env={"PW": password},
         )
 
     def admin_password(self, name: str = "admin") -> str:
         """An admin's first password, as site.yml generated it (root 0600 on the host)."""
-        return self.run("cat", f"{ADMIN_PASSWORDS}/{name}").strip()
+        return self.run("cat", self.path("state", "admin-passwords", name)).strip()
 
     def scenario_var(self, name: str) -> Any:  # noqa: ANN401 (YAML)
         """A variable the Molecule scenario set for this host (its inventory host_vars):
         what the test asked for, not what the stack rendered from it."""
+        return self.host_vars()[name]
+
+    def host_vars(self) -> dict[str, Any]:
+        """The scenario's inventory variables for this host."""
         path = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / "host_vars" / self.name
-        return yaml.safe_load(path.read_text())[name]
+        return yaml.safe_load(path.read_text()) or {}
 
     def user_ids(self) -> tuple[str, str]:
-        """The uid and gid user containers run as, as the scenario set them."""
+        """The uid and gid user containers run as, as the scenario set them (or the
+        defaults where it did not)."""
         return (
-            str(self.scenario_var("jupyterhub_storage_user_uid")),
-            str(self.scenario_var("jupyterhub_storage_user_gid")),
+            str(self.fact("jupyterhub_storage_user_uid")),
+            str(self.fact("jupyterhub_storage_user_gid")),
         )
 
     def settings(self) -> dict[str, Any]:
-        return yaml.safe_load(self.run("cat", "/srv/jupyterhub/config/settings.yaml"))
+        return yaml.safe_load(self.run("cat", self.path("config", "settings.yaml")))
 
     def converge(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the scenario's converge again (Molecule's own inventory and settings)."""

@@ -1,0 +1,59 @@
+"""The facts several roles share and the rules that name things, read from where they live
+(roles/gpuhub: its defaults and its filter plugin), so that no test restates them."""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# Every role's defaults (variables carry their role's name, so each name has one home).
+DEFAULTS = tuple(sorted((REPO / "roles").glob("*/defaults/main.yml")))
+JUPYTERHUB_VARS = REPO / "roles/jupyterhub/vars/main.yml"
+FILTERS = REPO / "roles/gpuhub/filter_plugins/gpuhub.py"
+
+
+@cache
+def _yaml(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def default(name: str) -> Any:  # noqa: ANN401 (YAML)
+    """A variable's default, from the role that owns it."""
+    for path in DEFAULTS:
+        if name in _yaml(path):
+            return _yaml(path)[name]
+    raise KeyError(f"no role has a default for {name}")
+
+
+def jupyterhub_var(name: str) -> Any:  # noqa: ANN401 (YAML)
+    """One of the jupyterhub role's fixed values (roles/jupyterhub/vars/main.yml)."""
+    return _yaml(JUPYTERHUB_VARS)[name]
+
+
+@cache
+def filters() -> ModuleType:
+    """roles/gpuhub's filter plugin as a module: gpuhub_image, gpuhub_singleuser_image..."""
+    spec = importlib.util.spec_from_file_location("gpuhub_filters", FILTERS)
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def singleuser_image(variant: str, name: str | None = None) -> str:
+    """The image tag the hub runs for a singleuser variant (`<name>-<variant>:current`)."""
+    return filters().gpuhub_singleuser_image(
+        variant, name or default("gpuhub_singleuser_image_name")
+    )
+
+
+def hub_image(name: str | None = None) -> str:
+    """The hub image tag the hub container runs."""
+    return filters().gpuhub_image(name or default("gpuhub_hub_image_name"))
