@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 import yaml
+from engine import Holders, engine_or_skip
 from hubsettings import SettingsFactory, base_settings
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[tuple[docker.APIClient, str]]:
+    """The local Docker engine and an image for stand-in server containers."""
+    yield from engine_or_skip()
+
+
+@pytest.fixture
+def holders(engine: tuple[docker.APIClient, str]) -> Holders:
+    """Start containers labelled as the hub labels user servers."""
+    return Holders(engine)
 
 
 @pytest.fixture

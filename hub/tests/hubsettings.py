@@ -34,6 +34,7 @@ def base_settings(state: Path) -> dict[str, Any]:
             "home_root": str(state / "home"),
             "archive_dir": str(state / "archive"),
             "tokens_dir": str(state / "tokens"),
+            "legacy_homes_dir": str(state / "legacy-homes"),
             "shared_dir": "/srv/jupyterhub/shared",
             "default_limits": {"mem_limit": "2G", "cpu_limit": 1.0},
             "group_limits": {"staff": {"mem_limit": "8G", "cpu_limit": 4}},

@@ -3,6 +3,7 @@ NativeAuthenticator and the gpuhub DockerSpawner as the settings say."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ from gpuhub_hub.accounts import GpuhubAuthenticator
 from gpuhub_hub.gpus import Allocation, GpuPolicy
 from gpuhub_hub.settings import SettingsError
 from gpuhub_hub.spawner import GpuhubSpawner
+from engine import Holders
 from hubsettings import CONFIG_PY, SettingsFactory
 from jupyterhub import orm
 from jupyterhub.app import JupyterHub
@@ -153,9 +155,10 @@ def test_spawner_applies_profile_limits_and_volumes(
     assert spawner.cpu_limit == 4.0
     assert spawner.pull_policy == "never"
     assert spawner.remove is True
-    assert spawner.notebook_dir == "/home/jovyan/work"
+    # The whole home is mounted, and Lab opens there (shared/ is reachable in its browser).
+    assert spawner.notebook_dir == "/home/jovyan"
     home = spawner.gpuhub_settings.spawner.home_root + "/alice"
-    assert spawner.volumes[home] == {"bind": "/home/jovyan/work", "mode": "rw"}
+    assert spawner.volumes[home] == {"bind": "/home/jovyan", "mode": "rw"}
     assert spawner.volumes["/srv/jupyterhub/shared"] == {
         "bind": "/home/jovyan/shared",
         "mode": "ro",
@@ -188,6 +191,38 @@ def test_spawner_confines_every_container(
     assert env["JUPYTERHUB_USER"] == "alice"
     with pytest.raises(SettingsError, match="pids_limit: 10 is too small"):
         load_hub(monkeypatch, settings_file(spawner={"pids_limit": 10}))
+
+
+def test_a_legacy_home_moves_at_start_unless_another_server_of_its_user_runs(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory, holders: Holders
+) -> None:
+    """The storage role marked the home (made when homes were mounted at ~/work only)."""
+    ids = {"user_uid": os.getuid(), "user_gid": os.getgid()}
+    app = load_hub(monkeypatch, settings_file(spawner=ids))
+    settings = GpuhubSpawner(config=app.config).gpuhub_settings.spawner
+    user = f"lee{holders.run}"
+    home, marks = Path(settings.home_root) / user, Path(settings.legacy_homes_dir)
+    home.mkdir(parents=True)
+    (home / "notes.txt").write_text("seen at ~/work/notes.txt")
+    marks.mkdir(parents=True)
+    (marks / user).write_text("legacy\n")
+
+    def prepared() -> GpuhubSpawner:
+        spawner = spawner_for(app, user, [], {})
+        spawner.apply_profile()
+        asyncio.run(spawner.prepare_home())
+        return spawner
+
+    # Another server of the user runs with the home at ~/work: mounted the same way.
+    other = holders.hold(user, ())
+    assert prepared().volumes[str(home)]["bind"] == "/home/jovyan/work"
+    assert (home / "notes.txt").exists()
+    holders.client.remove_container(other, force=True)
+    # None runs: the files move into work/, the whole home is mounted.
+    assert prepared().volumes[str(home)]["bind"] == "/home/jovyan"
+    assert (home / "work" / "notes.txt").read_text() == "seen at ~/work/notes.txt"
+    assert (home / "shared").is_dir()  # the shared folder's mount point, the user's
+    assert not (marks / user).exists()
 
 
 def test_token_file_is_private_and_rewritten_in_place(tmp_path: Path) -> None:

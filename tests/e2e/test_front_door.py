@@ -18,9 +18,22 @@ from testhost import TestHost, UserFactory
 SERVER_NAME = "hub.gpuhub.test"
 
 
+# Dave's own server configuration (his home is kept whole): no websocket pings, which
+# would otherwise reset nginx's read timeout every 30 s and hide a missing one.
+NO_PINGS = {"ServerApp": {"tornado_settings": {"ws_ping_interval": 0}}}
+
+
 @pytest.fixture(scope="module")
-def dave(make_user: UserFactory) -> HubClient:
+def dave(host: TestHost, make_user: UserFactory) -> HubClient:
     client = make_user("dave")
+    config = host.path("home", "dave", ".jupyter", "jupyter_server_config.json")
+    host.run(
+        "sh",
+        "-ec",
+        f'mkdir -p $(dirname {config}); printf %s "$C" > {config}',
+        env={"C": json.dumps(NO_PINGS)},
+    )
+    host.run("chown", "-R", ":".join(host.user_ids()), host.path("home", "dave"))
     client.start_server("dave")
     return client
 
@@ -42,7 +55,14 @@ def test_security_headers(hub_url: str, ca_file: str) -> None:
     assert headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_websocket_idle_for_95_seconds_still_runs_code(dave: HubClient) -> None:
+def test_websocket_idle_for_95_seconds_still_runs_code(host: TestHost, dave: HubClient) -> None:
+    """Nothing crosses the websocket for 95 s (nginx's default read timeout is 60 s)."""
+    server = host.run(
+        "docker", "ps", "--filter", "label=gpuhub.user=dave", "--format", "{{.Names}}"
+    ).strip()
+    assert '"ws_ping_interval": 0' in host.run(
+        "docker", "exec", server, "cat", "/home/jovyan/.jupyter/jupyter_server_config.json"
+    )
     kernel = dave.start_kernel("dave")
     with dave.channels("dave", kernel, timeout=150) as ws:
         assert run_code(ws, "x = 20").error is None

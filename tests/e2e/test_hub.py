@@ -12,7 +12,8 @@ import pytest
 from hubclient import HubClient
 from testhost import SECRETS, TestHost, UserFactory, changed_tasks, size_in_bytes
 
-TOUR = "PyTorch-Tour.ipynb"
+# The starter notebook, in the home's work/ folder (where users have always found it).
+TOUR = "work/PyTorch-Tour.ipynb"
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_work_files_survive_a_respawn(host: TestHost, alice: HubClient, alice_ke
     alice.start_server("alice")
     kernel = alice.start_kernel("alice")
     assert run(alice, kernel, "print(open('/home/jovyan/work/persist.txt').read())") == "kept 42\n"
-    owner = host.run("stat", "-c", "%u:%g %a", f"{host.root}/home/alice/persist.txt")
+    owner = host.run("stat", "-c", "%u:%g %a", f"{host.root}/home/alice/work/persist.txt")
     assert owner.split()[0] == ":".join(host.user_ids())
     home = host.run("stat", "-c", "%u:%g", f"{host.root}/home/alice").strip()
     assert home == ":".join(host.user_ids())

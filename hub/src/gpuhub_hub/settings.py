@@ -143,10 +143,13 @@ class Spawner:
     home_root: str
     archive_dir: str
     tokens_dir: str
+    # One file per home still in the layout mounted at ~/work only (see homes.py).
+    legacy_homes_dir: str
     profiles: tuple[Profile, ...] = ()
     default_limits: Limits = field(default_factory=Limits)
     group_limits: dict[str, Limits] = field(default_factory=dict)
-    notebook_dir: str = "/home/jovyan/work"
+    # Where a home is mounted in the container, and where JupyterLab opens.
+    notebook_dir: str = "/home/jovyan"
     shared_dir: str = ""
     shared_mount: str = "/home/jovyan/shared"
     packages_dir: str = ""

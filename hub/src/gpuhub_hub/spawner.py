@@ -13,7 +13,7 @@ from traitlets import Instance, default
 
 from . import hardening
 from .gpus import LABEL, SHARED_LABEL, Allocation, GpuAllocator, NoGpuFree
-from .homes import ensure_home
+from .homes import WORK, ensure_home, home_path, is_legacy, migrate_home
 from .names import server_name_problem
 from .policy import allowed_profiles, choose_profile, effective_limits
 from .settings import Profile, Settings
@@ -78,7 +78,7 @@ class GpuhubSpawner(DockerSpawner):
         self.mem_limit = limits.mem_limit
         self.cpu_limit = limits.cpu_limit
         volumes: dict[str, dict[str, str]] = {
-            f"{spawner.home_root}/{self.user.name}": {"bind": spawner.notebook_dir, "mode": "rw"}
+            self.home: {"bind": spawner.notebook_dir, "mode": "rw"}
         }
         if spawner.shared_dir:
             volumes[spawner.shared_dir] = {"bind": spawner.shared_mount, "mode": "ro"}
@@ -114,6 +114,38 @@ class GpuhubSpawner(DockerSpawner):
         self.extra_host_config = host_config
 
     @property
+    def home(self) -> str:
+        """The user's home on the host."""
+        return str(home_path(self.gpuhub_settings.spawner.home_root, self.user.name))
+
+    async def prepare_home(self) -> None:
+        """Make the home before Docker would (see homes.py). A home in the legacy layout
+        moves into its work/ folder now, unless another server of its user still has it
+        mounted the old way: then this one mounts it the old way too."""
+        spawner = self.gpuhub_settings.spawner
+        ids = (spawner.user_uid, spawner.user_gid)
+        if await asyncio.to_thread(is_legacy, spawner.legacy_homes_dir, self.user.name):
+            running = await self.docker(
+                "containers", filters={"label": f"gpuhub.user={self.user.name}"}
+            )
+            if running:
+                self.volumes[self.home]["bind"] = f"{spawner.notebook_dir}/{WORK}"
+                self.log.info("%s: legacy home mounted at ~/%s (a server runs)", self.home, WORK)
+                return
+            await asyncio.to_thread(
+                migrate_home, spawner.home_root, spawner.legacy_homes_dir, self.user.name, *ids
+            )
+            self.log.info("%s: legacy home moved into its %s/ folder", self.home, WORK)
+        # Other mounts inside the home (shared/): folders the user owns, not Docker's.
+        inner = tuple(
+            bind["bind"].removeprefix(spawner.notebook_dir + "/")
+            for source, bind in self.volumes.items()
+            if source != self.home and bind["bind"].startswith(spawner.notebook_dir + "/")
+        )
+        if await asyncio.to_thread(ensure_home, spawner.home_root, self.user.name, *ids, inner):
+            self.log.info("Created home %s", self.home)
+
+    @property
     def token_file(self) -> Path:
         return Path(self.gpuhub_settings.spawner.tokens_dir) / self.container_name
 
@@ -144,11 +176,7 @@ class GpuhubSpawner(DockerSpawner):
             raise web.HTTPError(400, problem)
         profile = self.apply_profile()
         spawner = self.gpuhub_settings.spawner
-        created = await asyncio.to_thread(
-            ensure_home, spawner.home_root, self.user.name, spawner.user_uid, spawner.user_gid
-        )
-        if created:
-            self.log.info("Created home %s/%s", spawner.home_root, self.user.name)
+        await self.prepare_home()
         await asyncio.to_thread(
             hardening.write_token,
             self.token_file,

@@ -1,0 +1,145 @@
+"""A lab user's day: the whole home is kept (settings, packages of one's own), and a home
+from the layout that mounted it at ~/work only keeps every file where its user saw it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+
+import pytest
+from hubclient import HubClient
+from testhost import TestHost, UserFactory, ok
+
+# JupyterLab's theme setting, as the browser's settings editor stores it.
+THEME = "/lab/api/settings/@jupyterlab/apputils-extension:themes"
+
+
+def wheel(name: str, value: int) -> bytes:
+    """A pure-Python wheel with one module, `name`, whose VALUE is `value` (tests send
+    no traffic to PyPI; a wheel of their own stands for any package)."""
+    info = f"{name}-1.0.dist-info"
+    files = {
+        f"{name}.py": f"VALUE = {value}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: e2e\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{info}/RECORD"])
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return buffer.getvalue()
+
+
+def upload(client: HubClient, user: str, path: str, data: bytes) -> None:
+    body = {"type": "file", "format": "base64", "content": base64.b64encode(data).decode()}
+    response = client.api("PUT", f"/user/{user}/api/contents/{path}", json=body)
+    assert response.status_code in (200, 201), response.text[:300]
+
+
+def run(client: HubClient, user: str, code: str) -> str:
+    result = client.execute(user, client.start_kernel(user), code)
+    assert result.error is None, result.error
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def lana(make_user: UserFactory) -> HubClient:
+    client = make_user("lana")
+    client.start_server("lana")
+    return client
+
+
+def test_own_packages_settings_and_history_survive_a_restart(
+    host: TestHost, lana: HubClient
+) -> None:
+    upload(lana, "lana", "work/termpkg-1.0-py3-none-any.whl", wheel("termpkg", 7))
+    upload(lana, "lana", "work/magicpkg-1.0-py3-none-any.whl", wheel("magicpkg", 9))
+    # `pip install NAME` in a terminal: the user, not root, with the image's environment.
+    server = host.run(
+        "docker", "ps", "--filter", "label=gpuhub.user=lana", "--format", "{{.Names}}"
+    ).strip()
+    terminal = host.run(
+        "docker",
+        "exec",
+        server,
+        "bash",
+        "-lc",
+        "pip install --no-index work/termpkg-1.0-py3-none-any.whl && echo 'ls' >> ~/.bash_history",
+    )
+    assert "Successfully installed termpkg-1.0" in terminal, terminal
+    # `%pip install NAME` in a notebook.
+    magic = run(
+        lana,
+        "lana",
+        "get_ipython().run_line_magic('pip', "
+        "'install --no-index /home/jovyan/work/magicpkg-1.0-py3-none-any.whl')",
+    )
+    assert "Successfully installed magicpkg-1.0" in magic, magic
+    # A setting changed the way the browser changes it.
+    dark = {"raw": json.dumps({"theme": "JupyterLab Dark"})}
+    assert lana.api("PUT", f"/user/lana{THEME}", json=dark).status_code == 204
+
+    lana.stop_server("lana")
+    lana.start_server("lana")
+    imported = run(
+        lana,
+        "lana",
+        "import termpkg, magicpkg; print(termpkg.VALUE + magicpkg.VALUE, termpkg.__file__)",
+    )
+    value, where = imported.split()
+    assert value == "16"
+    assert where.startswith("/home/jovyan/.local/lib/"), where
+    settings = lana.api("GET", f"/user/lana{THEME}").json()
+    assert json.loads(settings["raw"])["theme"] == "JupyterLab Dark"
+    on_host = host.path("home", "lana", ".bash_history")
+    assert host.run("tail", "-n1", on_host) == "ls\n"
+    assert host.run("stat", "-c", "%u:%g", on_host).strip() == ":".join(host.user_ids())
+
+
+def test_lab_opens_in_the_home_where_work_and_shared_are(lana: HubClient) -> None:
+    listing = lana.api("GET", "/user/lana/api/contents/").json()
+    folders = {item["name"] for item in listing["content"] if item["type"] == "directory"}
+    assert {"work", "shared"} <= folders, folders
+
+
+def test_a_home_from_the_work_only_layout_keeps_every_file_where_its_user_saw_it(
+    host: TestHost, make_user: UserFactory
+) -> None:
+    """As on a host deployed before whole homes: the home's files were the user's ~/work.
+    The layout record goes, a converge marks the homes it finds (every one on the host,
+    as on an upgraded host), and the user's next start moves them into work/."""
+    leo = make_user("leo")
+    home = host.path("home", "leo")
+    owner = ":".join(host.user_ids())
+    host.run(
+        "sh",
+        "-ec",
+        f"""
+mkdir -p {home}/work
+echo 'seen at ~/work/notes.txt' > {home}/notes.txt
+echo 'seen at ~/work/work/deep.txt' > {home}/work/deep.txt
+chown -R {owner} {home}
+rm {host.path("state", "home-layout")}
+""",
+    )
+    homes = host.run("ls", host.path("home")).split()
+    ok(host.converge())
+    marks = host.path("state", "legacy-homes")
+    assert host.run("ls", marks).split() == homes
+    # Only leo's home is this test's to move; the other tests' homes stay as they are.
+    for name in homes:
+        if name != "leo":
+            host.run("rm", f"{marks}/{name}")
+    assert host.run("cat", host.path("state", "home-layout")) == "whole-home\n"
+
+    leo.start_server("leo")
+    notes = leo.api("GET", "/user/leo/api/contents/work/notes.txt?content=1").json()
+    assert notes["content"] == "seen at ~/work/notes.txt\n"
+    deep = leo.api("GET", "/user/leo/api/contents/work/work/deep.txt?content=1").json()
+    assert deep["content"] == "seen at ~/work/work/deep.txt\n"
+    assert "notes.txt" not in host.run("ls", "-A", home).split()
+    assert host.run("ls", marks).strip() == ""
