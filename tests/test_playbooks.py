@@ -194,6 +194,11 @@ def test_users_rejects_bad_input(
             },
             "value of mode must be one of: none, shared, exclusive, mig",
         ),
+        ({"jupyterhub_announcement": ["Maintenance"]}, "jupyterhub_announcement"),
+        (
+            {"jupyterhub_extra_config": {"theme": "c.JupyterHub.template_vars = {"}},
+            "jupyterhub_extra_config (hub setting hub.extra_config (theme)): does not compile",
+        ),
     ],
 )
 def test_bad_settings_fail_at_preflight(

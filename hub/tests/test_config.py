@@ -9,12 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from engine import Holders
 from gpuhub_hub import hardening
 from gpuhub_hub.accounts import GpuhubAuthenticator
 from gpuhub_hub.gpus import Allocation, GpuPolicy
 from gpuhub_hub.settings import SettingsError
 from gpuhub_hub.spawner import GpuhubSpawner
-from engine import Holders
 from hubsettings import CONFIG_PY, SettingsFactory
 from jupyterhub import orm
 from jupyterhub.app import JupyterHub
@@ -110,6 +110,23 @@ def test_native_authenticator_is_hardened(
     assert auth.admin_users == {"admin"}
     assert auth.is_password_strong("password123") is False  # on the common list
     assert auth.is_password_strong("short") is False
+
+
+def test_announcement_logout_and_extra_config_run_after_gpuhubs_own(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
+) -> None:
+    extra = {
+        # Name order: b runs after a, so it sees (and overrides) what a set.
+        "b-override": "c.JupyterHub.shutdown_on_logout = c.JupyterHub.log_level == 'DEBUG'",
+        "a-level": "c.JupyterHub.log_level = 'DEBUG'",
+    }
+    hub = {"announcement": "Down <b>Friday</b>", "shutdown_on_logout": False}
+    app = load_hub(monkeypatch, settings_file(hub={**hub, "extra_config": extra}))
+    assert app.template_vars == {"announcement": "Down <b>Friday</b>"}
+    assert app.config.JupyterHub.log_level == "DEBUG"
+    assert app.config.JupyterHub.shutdown_on_logout is True
+    with pytest.raises(SettingsError, match=r"extra_config \(bad\): does not compile"):
+        load_hub(monkeypatch, settings_file(hub={"extra_config": {"bad": "c.X = ("}}))
 
 
 def test_workshop_mode_lets_anyone_in_and_warns(

@@ -3,12 +3,14 @@ from the layout that mounted it at ~/work only keeps every file where its user s
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import json
 import zipfile
 
 import pytest
+import requests
 from hubclient import HubClient
 from testhost import TestHost, UserFactory, ok
 
@@ -143,3 +145,31 @@ rm {host.path("state", "home-layout")}
     assert deep["content"] == "seen at ~/work/work/deep.txt\n"
     assert "notes.txt" not in host.run("ls", "-A", home).split()
     assert host.run("ls", marks).strip() == ""
+
+
+def test_the_announcement_is_on_every_hub_page(host: TestHost, lana: HubClient) -> None:
+    announcement = host.scenario_var("jupyterhub_announcement")
+    login = requests.get(f"{lana.url}/hub/login", verify=lana.verify, timeout=30)
+    assert announcement in login.text
+    for page in ("/hub/home", "/hub/token"):
+        text = lana.session.get(lana.url + page, verify=lana.verify, timeout=30).text
+        assert announcement in text, page
+
+
+def test_extra_config_runs_after_gpuhubs_own(host: TestHost) -> None:
+    """The scenario's snippet sets an environment variable for user containers."""
+    snippet = host.scenario_var("jupyterhub_extra_config")["e2e"]
+    expected = ast.literal_eval(snippet.split("=", 1)[1].strip())
+    server = host.run(
+        "docker", "ps", "--filter", "label=gpuhub.user=lana", "--format", "{{.Names}}"
+    ).strip()
+    for name, value in expected.items():
+        assert host.run("docker", "exec", server, "printenv", name) == f"{value}\n"
+
+
+def test_jupyterlab_news_prompt_is_answered_for_the_lab(host: TestHost, lana: HubClient) -> None:
+    wanted = host.fact("jupyterhub_images_lab_news")
+    plugin = "/lab/api/settings/@jupyterlab/apputils-extension:notification"
+    composite = lana.api("GET", f"/user/lana{plugin}").json()["settings"]
+    assert composite["fetchNews"] == str(wanted).lower()
+    assert composite["checkForUpdates"] is wanted

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .names import USERNAME
-from .settings import Settings, load
+from .settings import Settings, extra_config_filename, load
 
 SETTINGS_VARIABLE = "GPUHUB_SETTINGS"  # the settings file's path (the hub container sets it)
 WORKSHOP_WARNING = (
@@ -51,6 +51,10 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
     c.JupyterHub.upgrade_db = hub.upgrade_db
     c.JupyterHub.cookie_secret_file = hub.cookie_secret_file
     c.JupyterHub.log_level = hub.log_level
+    c.JupyterHub.shutdown_on_logout = hub.shutdown_on_logout
+    if hub.announcement:
+        # JupyterHub's page templates show it on every page (block announcement).
+        c.JupyterHub.template_vars = {"announcement": hub.announcement}
     c.JupyterHub.last_activity_interval = hub.last_activity_interval
     # The proxy runs in its own container: restarting the hub drops no connection and
     # keeps every user server running.
@@ -140,4 +144,12 @@ def configure_from_environment(c: Any) -> Settings:  # noqa: ANN401
     """Entry point of jupyterhub_config.py: settings from $GPUHUB_SETTINGS."""
     settings = load(settings_path())
     configure(c, settings)
+    run_extra_config(c, settings)
     return settings
+
+
+def run_extra_config(c: Any, settings: Settings) -> None:  # noqa: ANN401
+    """The admin's own snippets (hub.extra_config), after everything gpuhub sets."""
+    for name in sorted(settings.hub.extra_config):
+        code = compile(settings.hub.extra_config[name], extra_config_filename(name), "exec")
+        exec(code, {"c": c})  # noqa: S102 (the admin's configuration, as jupyterhub_config.py)

@@ -62,6 +62,11 @@ class Profile:
             raise SettingsError("gpu.mig_profile: a mig profile names its slice, e.g. 1g.10gb")
 
 
+def extra_config_filename(name: str) -> str:
+    """The file name tracebacks give for an extra configuration snippet."""
+    return f"<jupyterhub_extra_config {name}>"
+
+
 @dataclass(frozen=True)
 class Hub:
     # How the hub, the proxy and user servers reach each other: Ansible renders them from
@@ -89,8 +94,22 @@ class Hub:
     last_activity_interval: int = 300
     upgrade_db: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Shown on every hub page (HTML allowed: admins write it); empty: none.
+    announcement: str = ""
+    # Logging out of the hub stops the user's servers too.
+    shutdown_on_logout: bool = False
+    # Python snippets run after gpuhub's own configuration, by name in name order, with
+    # `c` (JupyterHub's config) in scope: for what gpuhub does not model.
+    extra_config: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name, code in self.extra_config.items():
+            try:
+                compile(code, extra_config_filename(name), "exec")
+            except SyntaxError as err:
+                raise SettingsError(
+                    f"extra_config ({name}): does not compile: {err.msg} (line {err.lineno})"
+                ) from None
         if not (self.base_url.startswith("/") and self.base_url.endswith("/")):
             raise SettingsError(f"base_url: {self.base_url!r} must start and end with '/'")
         for name in self.admin_users:
