@@ -314,7 +314,10 @@ def test_gpu_profile_gets_device_requests_and_cpu_profile_none(
     }
     cpu_profile = {"slug": "cpu", "display_name": "CPU", "image": "gpuhub/singleuser-cpu:a1"}
     path = settings_file(
-        spawner={"profiles": [cpu_profile, gpu_profile], "gpus": [{"uuid": "GPU-0", "index": 0}]}
+        spawner={
+            "profiles": [cpu_profile, gpu_profile],
+            "gpus": [{"uuid": "GPU-0", "index": 0, "name": "NVIDIA H100 80GB HBM3"}],
+        }
     )
     app = load_hub(monkeypatch, path)
     spawner = spawner_for(app, "alice", [], {"profile": "gpu"})
@@ -322,11 +325,17 @@ def test_gpu_profile_gets_device_requests_and_cpu_profile_none(
     spawner.apply_gpus(Allocation(("GPU-0",), exclusive=True))
     (request,) = spawner.extra_host_config["device_requests"]
     assert request["DeviceIDs"] == ["GPU-0"]
-    assert spawner.extra_create_kwargs["labels"]["gpuhub.gpus"] == "GPU-0"
+    labels = spawner.extra_create_kwargs["labels"]
+    assert labels["gpuhub.gpus"] == "GPU-0"
+    # The user sees what they hold (model and UUID), and so does status.yml.
+    assert spawner.environment["GPUHUB_GPUS"] == "NVIDIA H100 80GB HBM3 GPU-0"
+    assert labels["gpuhub.gpus.description"] == "NVIDIA H100 80GB HBM3 GPU-0"
     spawner.user_options = {"profile": "cpu"}
     spawner.apply_profile()
     assert "device_requests" not in spawner.extra_host_config
     assert "gpuhub.gpus" not in spawner.extra_create_kwargs["labels"]
+    assert "gpuhub.gpus.description" not in spawner.extra_create_kwargs["labels"]
+    assert "GPUHUB_GPUS" not in spawner.environment
 
 
 def test_gpu_profiles_need_gpus(

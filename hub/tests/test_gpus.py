@@ -19,6 +19,7 @@ from gpuhub_hub.gpus import (
     MigDevice,
     NoGpuFree,
     choose,
+    describe,
 )
 
 GPUS = tuple(Gpu(uuid=f"GPU-{i}", index=i, name="NVIDIA H100 80GB HBM3") for i in range(4))
@@ -168,3 +169,8 @@ def test_a_container_stuck_in_created_stops_holding_after_the_start_timeout(
     holders.hold("gina", ("GPU-0",))
     with pytest.raises(NoGpuFree):
         allocate(allocator, GpuPolicy("exclusive"), holders)
+
+
+def test_a_server_is_told_the_model_and_uuid_or_mig_slice_it_holds() -> None:
+    held = describe(("GPU-1", "MIG-b", "GPU-unknown"), (*GPUS, A100))
+    assert held == ("NVIDIA H100 80GB HBM3 GPU-1; GPU MIG 1g.5gb MIG-b; GPU-unknown")

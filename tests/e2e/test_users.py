@@ -205,6 +205,8 @@ def test_status_and_stop_server(host: TestHost, hub_url: str, ca_file: str) -> N
     out = ok(host.playbook("playbooks/status.yml"), changed=0)
     assert re.search(r"s01\s+\(default\)\s+yes", out), out[-3000:]
     assert "servers fit at their full memory limit" in " ".join(out.split())
+    # Which server holds which GPU: none here (a GPU-less host), but listed.
+    assert "gpus: []" in out, out[-3000:]
     ok(host.playbook("playbooks/stop-server.yml", "-e", "user=s01"), changed=1)
     assert s01.server_state("s01") is None
     ok(host.playbook("playbooks/stop-server.yml", "-e", "user=s01"), changed=0)

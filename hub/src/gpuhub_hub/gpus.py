@@ -82,6 +82,17 @@ class Allocation:
         return {(LABEL if self.exclusive else SHARED_LABEL): ",".join(self.device_ids)}
 
 
+def describe(device_ids: Sequence[str], gpus: Sequence[Gpu]) -> str:
+    """What a server holds, for its user: "NVIDIA H100 80GB HBM3 GPU-1234; NVIDIA A100
+    MIG 1g.5gb MIG-abcd" (device UUIDs as the allocator handed them out)."""
+    names: dict[str, str] = {}
+    for gpu in gpus:
+        names[gpu.uuid] = f"{gpu.name or 'GPU'} {gpu.uuid}"
+        for mig in gpu.mig_devices:
+            names[mig.uuid] = f"{gpu.name or 'GPU'} MIG {mig.profile} {mig.uuid}"
+    return "; ".join(names.get(device, device) for device in device_ids)
+
+
 def held_devices(
     containers: Sequence[dict[str, Any]], stale_after: float = 0, now: float | None = None
 ) -> dict[str, str]:

@@ -12,11 +12,15 @@ from tornado import web
 from traitlets import Instance, default
 
 from . import hardening
-from .gpus import LABEL, SHARED_LABEL, Allocation, GpuAllocator, NoGpuFree
+from .gpus import LABEL, SHARED_LABEL, Allocation, GpuAllocator, NoGpuFree, describe
 from .homes import WORK, ensure_home, home_path, is_legacy, migrate_home
 from .names import server_name_problem
 from .policy import allowed_profiles, choose_profile, effective_limits
 from .settings import Profile, Settings
+
+# The GPUs a server holds, as its user sees them (environment) and admins (label).
+GPUS_VARIABLE = "GPUHUB_GPUS"
+DESCRIPTION_LABEL = "gpuhub.gpus.description"
 
 
 class GpuhubSpawner(DockerSpawner):
@@ -105,12 +109,18 @@ class GpuhubSpawner(DockerSpawner):
     def apply_gpus(self, allocation: Allocation) -> None:
         """Hand the allocated devices to Docker and label the container with them."""
         labels = self.extra_create_kwargs.setdefault("labels", {})
-        for key in (LABEL, SHARED_LABEL):
+        for key in (LABEL, SHARED_LABEL, DESCRIPTION_LABEL):
             labels.pop(key, None)
         labels.update(allocation.labels())
         host_config = {k: v for k, v in self.extra_host_config.items() if k != "device_requests"}
+        self.environment.pop(GPUS_VARIABLE, None)
         if allocation.device_ids:
             host_config["device_requests"] = allocation.device_requests()
+            # What the server holds, for its user (os.environ, a terminal, the Lab's
+            # GPU dashboards in the gpu image) and for status.yml (the label).
+            held = describe(allocation.device_ids, self.gpuhub_settings.spawner.gpus)
+            self.environment[GPUS_VARIABLE] = held
+            labels[DESCRIPTION_LABEL] = held
         self.extra_host_config = host_config
 
     @property
