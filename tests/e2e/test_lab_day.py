@@ -12,7 +12,7 @@ import zipfile
 import pytest
 import requests
 from hubclient import HubClient
-from testhost import TestHost, UserFactory, ok
+from testhost import TestHost, UserFactory, ok, size_in_bytes
 
 # JupyterLab's theme setting, as the browser's settings editor stores it.
 THEME = "/lab/api/settings/@jupyterlab/apputils-extension:themes"
@@ -173,3 +173,13 @@ def test_jupyterlab_news_prompt_is_answered_for_the_lab(host: TestHost, lana: Hu
     composite = lana.api("GET", f"/user/lana{plugin}").json()["settings"]
     assert composite["fetchNews"] == str(wanted).lower()
     assert composite["checkForUpdates"] is wanted
+
+
+def test_the_meters_read_the_servers_own_limits(host: TestHost, lana: HubClient) -> None:
+    """jupyter-resource-usage's API, which the Lab status bar shows."""
+    metrics = lana.api("GET", "/user/lana/api/metrics/v1").json()
+    memory = size_in_bytes(host.scenario_var("jupyterhub_mem_limit"))
+    assert metrics["limits"]["memory"]["rss"] == memory
+    assert 0 < metrics["rss"] < memory
+    assert metrics["limits"]["cpu"]["cpu"] == float(host.scenario_var("jupyterhub_cpu_limit"))
+    assert "cpu_percent" in metrics
