@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `make test`, `make demo` and CI need on this machine besides Python's packages
 # (`make bootstrap` gets those): a Docker engine that answers, debootstrap (test-host
-# images), testssl.sh (TLS checks), python3 with venv, make.
+# images), testssl.sh (TLS checks), chromium and chromium-driver (the browser test),
+# python3 with venv, make.
 # As root on Debian or Ubuntu it installs what is missing and starts Docker; anywhere
 # else it names what is missing and stops. Run twice, it changes nothing the second time.
 set -euo pipefail
@@ -14,6 +15,9 @@ command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/nu
 command -v make >/dev/null || missing+=(make)
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v testssl >/dev/null || missing+=(testssl.sh)
+# The browser test (tests/e2e/test_browser.py): headless Chromium and its WebDriver.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 docker_answers() { docker info >/dev/null 2>&1; }
 if ! docker_answers && ! command -v dockerd >/dev/null && [ ! -x /usr/sbin/dockerd ]; then
     missing+=(docker.io)

@@ -99,6 +99,8 @@ def test_stopping_a_dot_named_server_cannot_reach_another_url(hub: LiveHub, serv
 def test_workshop_mode_has_no_admins(tmp_path: Path) -> None:
     """Finding 1: workshop mode kept admin_users, so typing `admin` made you one."""
     with live_hub(tmp_path) as native:
+        # Sign-up is an opt-in: with the defaults, no page to claim an account on.
+        assert requests.get(f"{native.url}/hub/signup", timeout=30).status_code == 404
         assert api(native).user("admin")["admin"] is True  # control: native mode
     with live_hub(tmp_path, auth={"mode": "workshop"}) as workshop:
         assert api(workshop).user("admin")["admin"] is False

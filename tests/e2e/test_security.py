@@ -316,17 +316,23 @@ def test_drill_5_logins_lock_out_and_common_passwords_are_refused(
     assert HubClient(hub_url, verify=ca_file).login("seccarl", carl.password)
 
 
-def test_drill_5_sign_up_is_off_and_admin_names_are_taken_before_the_hub_answers(
+def test_drill_5_sign_up_waits_for_an_admin_and_admin_names_are_taken_before_the_hub_answers(
     hub_url: str, ca_file: str, host: TestHost, admin: HubClient
 ) -> None:
-    """The scenario leaves jupyterhub_enable_signup at its default (off)."""
-    assert requests.get(f"{hub_url}/hub/signup", verify=ca_file, timeout=30).status_code == 404
-    with pytest.raises(requests.HTTPError, match="404"):
-        HubClient(hub_url, verify=ca_file).signup("claimer", "a-long-enough-password")
+    """The scenario turns sign-up on (jupyterhub_enable_signup; off by default, which
+    hub/tests/test_hub_security.py checks on a live hub): a stranger's account waits for
+    an admin, and nobody can sign up as an admin to set its password."""
+    assert host.scenario_var("jupyterhub_enable_signup") is True
+    HubClient(hub_url, verify=ca_file).signup("claimer", "a-long-enough-password")
+    assert not HubClient(hub_url, verify=ca_file).login("claimer", "a-long-enough-password")
     listed = json.loads(
         host.run("docker", "exec", host.hub, "gpuhub-admin", "--json", "user", "list")
     )
     assert "claimer" not in {u["name"] for u in listed["users"]}
+    HubClient(hub_url, verify=ca_file).signup(admin.username or "", "attacker-password-77")
+    assert not HubClient(hub_url, verify=ca_file).login(
+        admin.username or "", "attacker-password-77"
+    )
     # The admin account (the `admin` fixture logged in with it) came from a root-only file.
     mode = host.run("stat", "-c", "%a %U %G", f"{host.root}/state/admin-passwords/admin")
     assert mode.split() == ["600", "root", "root"]
