@@ -24,12 +24,6 @@ def probe(host: TestHost, container: str | None, *targets: str) -> dict[str, str
     return dict(line.split(" ", 1) for line in out.splitlines())
 
 
-def container_of(host: TestHost, user: str) -> str:
-    return host.run(
-        "docker", "ps", "--filter", f"label=gpuhub.user={user}", "--format", "{{.Names}}"
-    ).strip()
-
-
 def users_ip(host: TestHost, container: str) -> str:
     template = f'{{{{(index .NetworkSettings.Networks "{host.users_network}").IPAddress}}}}'
     return host.run("docker", "inspect", "-f", template, container).strip()

@@ -57,9 +57,7 @@ def test_security_headers(hub_url: str, ca_file: str) -> None:
 
 def test_websocket_idle_for_95_seconds_still_runs_code(host: TestHost, dave: HubClient) -> None:
     """Nothing crosses the websocket for 95 s (nginx's default read timeout is 60 s)."""
-    server = host.run(
-        "docker", "ps", "--filter", "label=gpuhub.user=dave", "--format", "{{.Names}}"
-    ).strip()
+    server = host.server_of("dave")
     assert '"ws_ping_interval": 0' in host.run(
         "docker", "exec", server, "cat", "/home/jovyan/.jupyter/jupyter_server_config.json"
     )

@@ -61,9 +61,7 @@ def test_own_packages_settings_and_history_survive_a_restart(
     upload(lana, "lana", "work/termpkg-1.0-py3-none-any.whl", wheel("termpkg", 7))
     upload(lana, "lana", "work/magicpkg-1.0-py3-none-any.whl", wheel("magicpkg", 9))
     # `pip install NAME` in a terminal: the user, not root, with the image's environment.
-    server = host.run(
-        "docker", "ps", "--filter", "label=gpuhub.user=lana", "--format", "{{.Names}}"
-    ).strip()
+    server = host.server_of("lana")
     terminal = host.run(
         "docker",
         "exec",
@@ -160,9 +158,7 @@ def test_extra_config_runs_after_gpuhubs_own(host: TestHost) -> None:
     """The scenario's snippet sets an environment variable for user containers."""
     snippet = host.scenario_var("jupyterhub_extra_config")["e2e"]
     expected = ast.literal_eval(snippet.split("=", 1)[1].strip())
-    server = host.run(
-        "docker", "ps", "--filter", "label=gpuhub.user=lana", "--format", "{{.Names}}"
-    ).strip()
+    server = host.server_of("lana")
     for name, value in expected.items():
         assert host.run("docker", "exec", server, "printenv", name) == f"{value}\n"
 

@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 from hubclient import HubClient
-from netprobe import container_of, probe, users_ip
+from netprobe import probe, users_ip
 from testhost import SECRETS, TestHost, UserFactory, flat, recap, size_in_bytes
 
 ATTACKER, VICTIM = "secalice", "secbob"
@@ -90,7 +90,7 @@ def drill_targets(host: TestHost) -> None:
 def test_drill_1_alice_cannot_reach_bobs_server_or_files(
     host: TestHost, attacker: HubClient, victim: HubClient
 ) -> None:
-    alice, bob = container_of(host, ATTACKER), container_of(host, VICTIM)
+    alice, bob = host.server_of(ATTACKER), host.server_of(VICTIM)
     bob_server = f"{users_ip(host, bob)}:8888"
     # Control: the hub reaches Bob's server (that is how it checks it is up).
     assert probe(host, host.hub, bob_server)[bob_server] == "open"
@@ -125,7 +125,7 @@ def test_drill_1_alice_cannot_reach_bobs_server_or_files(
 def test_drill_2_egress_is_blocked_except_hub_and_allow_list(
     host: TestHost, attacker: HubClient, drill_targets: None
 ) -> None:
-    alice = container_of(host, ATTACKER)
+    alice = host.server_of(ATTACKER)
     # The host's address on the users network: the subnet's .1 (the hub has .2).
     gateway = users_ip(host, host.hub).rsplit(".", 1)[0] + ".1"
     template = "{{range .IPAM.Config}}{{.Gateway}}{{end}}"
@@ -189,7 +189,7 @@ def test_drill_3_user_containers_are_confined(
     pids_limit = host.scenario_var("jupyterhub_pids_limit")
     # The drill's own two servers: other users' idle servers may be culled (and removed)
     # while the drill inspects them.
-    names = [container_of(host, ATTACKER), container_of(host, VICTIM)]
+    names = [host.server_of(ATTACKER), host.server_of(VICTIM)]
     secrets = [host.run("cat", f"{host.root}/state/{s}").strip() for s in SECRETS]
     for name in names:
         (info,) = json.loads(host.run("docker", "inspect", name))
@@ -252,7 +252,7 @@ def started_at(host: TestHost, container: str) -> str:
 def test_drill_4_memory_and_fork_bombs_stay_in_their_container(
     host: TestHost, attacker: HubClient, victim: HubClient
 ) -> None:
-    alice, bob = container_of(host, ATTACKER), container_of(host, VICTIM)
+    alice, bob = host.server_of(ATTACKER), host.server_of(VICTIM)
     bob_kernel = victim.start_kernel(VICTIM)
     assert victim.execute(VICTIM, bob_kernel, "kept = 'bob 1'").error is None
     hub_started = started_at(host, host.hub)

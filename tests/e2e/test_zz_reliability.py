@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from hubclient import HubClient
-from netprobe import container_of, probe
+from netprobe import probe
 from testhost import TestHost, UserFactory, changed_tasks, recap
 
 LIVE = [f"live{i}" for i in range(10)]
@@ -109,7 +109,7 @@ def test_drill_10_check_diff_on_a_converged_host_changes_nothing(host: TestHost)
 def test_drill_7_kernels_survive_a_hub_restart_and_upgrade(
     host: TestHost, hub_url: str, ca_file: str, kernels: Kernels
 ) -> None:
-    servers = [container_of(host, name) for name in LIVE]
+    servers = [host.server_of(name) for name in LIVE]
     started = inspect(host, "{{.State.StartedAt}}", *servers)
 
     host.run("docker", "restart", host.hub)
@@ -133,7 +133,7 @@ def test_drill_7_kernels_survive_a_hub_restart_and_upgrade(
 def test_drill_8_user_servers_survive_a_docker_restart(
     host: TestHost, hub_url: str, ca_file: str, kernels: Kernels
 ) -> None:
-    servers = [container_of(host, name) for name in LIVE]
+    servers = [host.server_of(name) for name in LIVE]
     # StartedAt alone stays the same for a container that was stopped: compare whether it
     # runs and its main process too.
     state = "{{.State.Running}}/{{.State.Pid}}/{{.State.StartedAt}}"
@@ -175,5 +175,5 @@ def test_drill_9_the_stack_returns_after_a_reboot(
     kernel = again.start_kernel(RETURNER)
     read = "print(open('/home/jovyan/work/before-reboot.txt').read())"
     assert again.execute(RETURNER, kernel, read).stdout == "still 42\n"
-    server = container_of(host, RETURNER)
+    server = host.server_of(RETURNER)
     assert probe(host, server, host.proxy_api)[host.proxy_api] != "open"

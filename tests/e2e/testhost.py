@@ -96,6 +96,12 @@ class TestHost:
         """The image tag the hub runs for a singleuser variant."""
         return singleuser_image(variant, self.fact("gpuhub_singleuser_image_name"))
 
+    def server_of(self, user: str) -> str:
+        """The container of `user`'s running default server ('' when none runs)."""
+        return self.run(
+            "docker", "ps", "--filter", f"label=gpuhub.user={user}", "--format", "{{.Names}}"
+        ).strip()
+
     def add_user(self, name: str, password: str, *options: str) -> str:
         """Add an approved user with `password` the way an admin does (gpuhub-admin; the
         password travels on stdin, never on a command line)."""
