@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from testhost import REPO, TestHost, new_password
+from testhost import REPO, TestHost, new_password, size_in_bytes
 
 SHOTS = REPO / ".cache" / "reports" / "screenshots"
 USER = "bella"
@@ -124,7 +124,9 @@ def test_a_new_user_signs_up_is_approved_and_runs_the_starter_notebook(
         seen.visibility_of_element_located((By.XPATH, "//*[starts-with(text(), 'Mem: ')]"))
     )
     browser.shot("memory-meter")
-    assert "/" in meter.text, meter.text
+    # Against the chosen profile's own limit (Mem: <used> / <limit> MB).
+    limit = size_in_bytes(host.scenario_var("jupyterhub_profiles")[1]["limits"]["mem_limit"])
+    assert meter.text.endswith(f"/ {limit / 1024**2:.2f} MB"), meter.text
 
     driver.get(f"{hub_url}/user/{USER}/lab/tree/{STARTER}")
     browser.wait(seen.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook .jp-Cell")))
@@ -160,7 +162,7 @@ def run_all_cells(browser: Browser) -> None:
     menu.click()
     browser.wait(
         seen.element_to_be_clickable(
-            (By.CSS_SELECTOR, "li.lm-Menu-item[data-command='notebook:run-all-cells']")
+            (By.XPATH, "//li[contains(@class,'lm-Menu-item')][.//div[text()='Run All Cells']]")
         )
     ).click()
 

@@ -164,7 +164,7 @@ def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient) -> None:
     assert admin.server_state("idler") is None, "the idle server was not culled"
     containers = host.run("docker", "ps", "--format", "{{.Names}}")
     assert "jupyter-idler" not in containers
-    log = host.run("sh", "-c", "docker logs jupyterhub 2>&1")
+    log = host.run("sh", "-c", f"docker logs {host.hub} 2>&1")
     culled = re.findall(r"Culling server idler \(inactive for ([0-9:]+)\)", log)
     assert culled, "the idle culler did not stop it"
     hours, minutes, seconds = (int(x) for x in culled[0].split(":"))
