@@ -121,18 +121,22 @@ def test_a_new_user_signs_up_is_approved_and_runs_the_starter_notebook(
     browser.shot("jupyterlab")
     # The memory meter, against the profile's limit.
     meter = browser.wait(
-        seen.visibility_of_element_located((By.XPATH, "//*[starts-with(text(), 'Mem: ')]"))
+        seen.visibility_of_element_located((By.XPATH, "//*[contains(text(), 'Mem: ')]"))
     )
     browser.shot("memory-meter")
-    # Against the chosen profile's own limit (Mem: <used> / <limit> MB).
+    # "CPU: <%> | Mem: <used> / <limit> MB", against the chosen profile's own limit.
     limit = size_in_bytes(host.scenario_var("jupyterhub_profiles")[1]["limits"]["mem_limit"])
+    assert meter.text.startswith("CPU: "), meter.text
     assert meter.text.endswith(f"/ {limit / 1024**2:.2f} MB"), meter.text
 
     driver.get(f"{hub_url}/user/{USER}/lab/tree/{STARTER}")
     browser.wait(seen.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook .jp-Cell")))
-    browser.wait(kernel_idle, 180)
-    run_all_cells(browser)
+    # The kernel is connected once the status bar names it ("Python 3 (ipykernel) | Idle").
+    browser.wait(
+        seen.visibility_of_element_located((By.XPATH, "//*[contains(text(), '| Idle')]")), 180
+    )
     code_cells = driver.find_elements(By.CSS_SELECTOR, ".jp-CodeCell")
+    run_all_cells(browser)
     try:
         browser.wait(lambda d: all_cells_ran(d, len(code_cells)), 300)
     except TimeoutException:

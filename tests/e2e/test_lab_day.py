@@ -166,9 +166,10 @@ def test_extra_config_runs_after_gpuhubs_own(host: TestHost) -> None:
 def test_jupyterlab_news_prompt_is_answered_for_the_lab(host: TestHost, lana: HubClient) -> None:
     wanted = host.fact("jupyterhub_images_lab_news")
     plugin = "/lab/api/settings/@jupyterlab/apputils-extension:notification"
-    composite = lana.api("GET", f"/user/lana{plugin}").json()["composite"]
-    assert composite["fetchNews"] == str(wanted).lower()
-    assert composite["checkForUpdates"] is wanted
+    # The lab's answer is the default every user starts from (their own choice wins).
+    defaults = lana.api("GET", f"/user/lana{plugin}").json()["schema"]["properties"]
+    assert defaults["fetchNews"]["default"] == str(wanted).lower()
+    assert defaults["checkForUpdates"]["default"] is wanted
 
 
 def test_the_meters_read_the_servers_own_limits(host: TestHost, lana: HubClient) -> None:
