@@ -26,14 +26,10 @@ NO_PINGS = {"ServerApp": {"tornado_settings": {"ws_ping_interval": 0}}}
 @pytest.fixture(scope="module")
 def dave(host: TestHost, make_user: UserFactory) -> HubClient:
     client = make_user("dave")
-    config = host.path("home", "dave", ".jupyter", "jupyter_server_config.json")
-    host.run(
-        "sh",
-        "-ec",
-        f'mkdir -p $(dirname {config}); printf %s "$C" > {config}',
-        env={"C": json.dumps(NO_PINGS)},
-    )
-    host.run("chown", "-R", ":".join(host.user_ids()), host.path("home", "dave"))
+    home = host.path("home", "dave")
+    # Made as the hub makes homes (0750, the user's), so a converge has nothing to mend.
+    host.make_home("dave", {".jupyter/jupyter_server_config.json": json.dumps(NO_PINGS)})
+    assert host.run("stat", "-c", "%a", home).strip() == "750"
     client.start_server("dave")
     return client
 

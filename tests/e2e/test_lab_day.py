@@ -114,18 +114,14 @@ def test_a_home_from_the_work_only_layout_keeps_every_file_where_its_user_saw_it
     as on an upgraded host), and the user's next start moves them into work/."""
     leo = make_user("leo")
     home = host.path("home", "leo")
-    owner = ":".join(host.user_ids())
-    host.run(
-        "sh",
-        "-ec",
-        f"""
-mkdir -p {home}/work
-echo 'seen at ~/work/notes.txt' > {home}/notes.txt
-echo 'seen at ~/work/work/deep.txt' > {home}/work/deep.txt
-chown -R {owner} {home}
-rm {host.path("state", "home-layout")}
-""",
+    host.make_home(
+        "leo",
+        {
+            "notes.txt": "seen at ~/work/notes.txt\n",
+            "work/deep.txt": "seen at ~/work/work/deep.txt\n",
+        },
     )
+    host.run("rm", host.path("state", "home-layout"))
     homes = host.run("ls", host.path("home")).split()
     ok(host.converge())
     marks = host.path("state", "legacy-homes")

@@ -102,6 +102,22 @@ class TestHost:
             "docker", "ps", "--filter", f"label=gpuhub.user={user}", "--format", "{{.Names}}"
         ).strip()
 
+    def make_home(self, user: str, files: dict[str, str]) -> None:
+        """A home with `files` (path in the home: text), as the hub and the storage role
+        make homes: folders 0750 and files owned by the container user."""
+        home = self.path("home", user)
+        uid, gid = self.user_ids()
+        script = [f"install -d -m 0750 -o {uid} -g {gid} {home}"]
+        for index, name in enumerate(files):
+            folder = str(Path(home, name).parent)
+            script += [
+                f"install -d -o {uid} -g {gid} {folder}",
+                f'printf %s "$F{index}" > {home}/{name}',
+                f"chown {uid}:{gid} {home}/{name}",
+            ]
+        env = {f"F{index}": text for index, text in enumerate(files.values())}
+        self.run("sh", "-ec", "\n".join(script), env=env)
+
     def add_user(self, name: str, password: str, *options: str) -> str:
         """Add an approved user with `password` the way an admin does (gpuhub-admin; the
         password travels on stdin, never on a command line)."""
