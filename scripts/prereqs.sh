@@ -15,9 +15,15 @@ command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/nu
 command -v make >/dev/null || missing+=(make)
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v testssl >/dev/null || missing+=(testssl.sh)
-# The browser test (tests/e2e/test_browser.py): headless Chromium and its WebDriver.
-command -v chromium >/dev/null || missing+=(chromium)
-command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# The browser test (tests/e2e/test_browser.py): headless Chromium and its WebDriver
+# (Ubuntu packages them as snaps behind these two names).
+if grep -qi '^ID=ubuntu' /etc/os-release 2>/dev/null; then
+    browser=(chromium-browser chromium-chromedriver)
+else
+    browser=(chromium chromium-driver)
+fi
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=("${browser[0]}")
+command -v chromedriver >/dev/null || missing+=("${browser[1]}")
 docker_answers() { docker info >/dev/null 2>&1; }
 if ! docker_answers && ! command -v dockerd >/dev/null && [ ! -x /usr/sbin/dockerd ]; then
     missing+=(docker.io)

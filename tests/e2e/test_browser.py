@@ -39,7 +39,7 @@ class Browser:
             "--ignore-certificate-errors",
         ):
             options.add_argument(flag)
-        options.binary_location = shutil.which("chromium") or "chromium"
+        options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser") or ""
         service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
         self.driver = webdriver.Chrome(options=options, service=service)
         self.step = 0
