@@ -328,7 +328,8 @@ def test_drill_5_sign_up_waits_for_an_admin_and_admin_names_are_taken_before_the
     listed = json.loads(
         host.run("docker", "exec", host.hub, "gpuhub-admin", "--json", "user", "list")
     )
-    assert "claimer" not in {u["name"] for u in listed["users"]}
+    (claimer,) = [u for u in listed["users"] if u["name"] == "claimer"]
+    assert (claimer["approved"], claimer["admin"]) == (False, False), claimer
     HubClient(hub_url, verify=ca_file).signup(admin.username or "", "attacker-password-77")
     assert not HubClient(hub_url, verify=ca_file).login(
         admin.username or "", "attacker-password-77"
