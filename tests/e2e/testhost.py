@@ -13,9 +13,8 @@ from typing import Any
 import docker
 import yaml
 from hubclient import HubClient
-from shared_facts import default, hub_image, jupyterhub_var, singleuser_image
+from shared_facts import REPO, default, hub_image, jupyterhub_var
 
-REPO = Path(__file__).resolve().parents[2]
 RECAP = re.compile(r"^\S+\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", re.M)
 UserFactory = Callable[..., HubClient]
 # The secrets the jupyterhub role generates into <root>/state (root, 0600).
@@ -91,10 +90,6 @@ class TestHost:
     def hub_image(self) -> str:
         """The hub image tag the hub container runs."""
         return hub_image(self.fact("gpuhub_hub_image_name"))
-
-    def singleuser_image(self, variant: str) -> str:
-        """The image tag the hub runs for a singleuser variant."""
-        return singleuser_image(variant, self.fact("gpuhub_singleuser_image_name"))
 
     def server_of(self, user: str) -> str:
         """The container of `user`'s running default server ('' when none runs)."""

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from docker.types import DeviceRequest
 
+USER_LABEL = "gpuhub.user"  # whose server a container is
 LABEL = "gpuhub.gpus"  # devices held exclusively
 SHARED_LABEL = "gpuhub.gpus.shared"  # devices visible to a `shared` server (held by no one)
 GONE = ("exited", "dead", "removing")
@@ -110,7 +111,7 @@ def held_devices(
             continue
         if state == CREATED and stale_after and now - container.get("Created", now) > stale_after:
             continue
-        holder = labels.get("gpuhub.user") or (container.get("Names") or ["?"])[0].lstrip("/")
+        holder = labels.get(USER_LABEL) or (container.get("Names") or ["?"])[0].lstrip("/")
         for device in filter(None, labels[LABEL].split(",")):
             held[device] = holder
     return held

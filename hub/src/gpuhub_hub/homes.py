@@ -55,15 +55,13 @@ def ensure_home(
     home = home_path(root, username)
     created = not home.exists()
     _owned_dir(home, uid, gid, 0o750)
-    for name in mount_points:
+    # Made only where missing: the user may have changed an existing one's owner or mode.
+    for name in (WORK, *mount_points):
         if not (home / name).exists():
             _owned_dir(home / name, uid, gid, 0o755)
-    work = home / WORK
-    if not work.exists():
-        _owned_dir(work, uid, gid, 0o755)
     if created:
         for item in sorted(STARTER.glob("*.ipynb")):
-            target = work / item.name
+            target = home / WORK / item.name
             if not target.exists():
                 shutil.copyfile(item, target)
                 os.chown(target, uid, gid)

@@ -12,7 +12,15 @@ from tornado import web
 from traitlets import Instance, default
 
 from . import hardening
-from .gpus import LABEL, SHARED_LABEL, Allocation, GpuAllocator, NoGpuFree, describe
+from .gpus import (
+    LABEL,
+    SHARED_LABEL,
+    USER_LABEL,
+    Allocation,
+    GpuAllocator,
+    NoGpuFree,
+    describe,
+)
 from .homes import WORK, ensure_home, home_path, is_legacy, migrate_home
 from .names import server_name_problem
 from .policy import allowed_profiles, choose_profile, effective_limits
@@ -102,7 +110,7 @@ class GpuhubSpawner(DockerSpawner):
         }
         # Labels let playbooks (teardown, the GPU allocator) find user containers.
         labels = self.extra_create_kwargs.setdefault("labels", {})
-        labels.update({"gpuhub.user": self.user.name, "gpuhub.profile": profile.slug})
+        labels.update({USER_LABEL: self.user.name, "gpuhub.profile": profile.slug})
         self.apply_gpus(Allocation((), exclusive=False))
         return profile
 
@@ -136,7 +144,7 @@ class GpuhubSpawner(DockerSpawner):
         ids = (spawner.user_uid, spawner.user_gid)
         if await asyncio.to_thread(is_legacy, spawner.legacy_homes_dir, self.user.name):
             running = await self.docker(
-                "containers", filters={"label": f"gpuhub.user={self.user.name}"}
+                "containers", filters={"label": f"{USER_LABEL}={self.user.name}"}
             )
             if running:
                 self.volumes[self.home]["bind"] = f"{spawner.notebook_dir}/{WORK}"
