@@ -7,6 +7,8 @@
   containers' range); `subnet | gpuhub_users_network_problem`: '' or what is wrong.
 - `repository | gpuhub_image`: the image the hub runs, `<repository>:current`;
   `variant | gpuhub_singleuser_image(name[, tag=False])`: `<name>-<variant>[:current]`.
+- `hosts | gpuhub_cluster_addresses(hostvars)`: {host: the address other cluster hosts
+  reach it at}: its inventory's gpuhub_cluster_address, else its gathered default IPv4.
 - `settings | gpuhub_settings_problem`: the hub's own settings loader, run on the control
   node; '' or its message, led by the jupyterhub_* variable the failing setting is rendered
   from (per __jupyterhub_settings in roles/jupyterhub/vars/main.yml).
@@ -123,6 +125,21 @@ def gpuhub_settings_problem(settings: dict[str, Any]) -> str:
     return ""
 
 
+def gpuhub_cluster_addresses(hosts: list[str], hostvars: Any) -> dict[str, str]:  # noqa: ANN401
+    addresses = {}
+    for host in hosts:
+        own = hostvars[host].get("gpuhub_cluster_address")
+        facts = hostvars[host].get("ansible_facts", {})
+        address = own or facts.get("default_ipv4", {}).get("address", "")
+        if not address:
+            raise AnsibleFilterError(
+                f"{host}: no gpuhub_cluster_address and no default IPv4 address gathered; "
+                "set gpuhub_cluster_address for it in the inventory"
+            )
+        addresses[host] = str(address)
+    return addresses
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -132,5 +149,6 @@ class FilterModule:
             "gpuhub_users_network_problem": gpuhub_users_network_problem,
             "gpuhub_settings_problem": gpuhub_settings_problem,
             "gpuhub_image": gpuhub_image,
+            "gpuhub_cluster_addresses": gpuhub_cluster_addresses,
             "gpuhub_singleuser_image": gpuhub_singleuser_image,
         }
