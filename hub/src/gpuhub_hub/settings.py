@@ -211,11 +211,38 @@ class Spawner:
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """Cluster mode: user servers run as Docker Swarm services on the nodes (swarm.py).
+    Absent from the settings file: single-host mode (DockerSpawner on this host)."""
+
+    # host:port of the hub host's registry the nodes pull singleuser images from.
+    registry: str
+    # One file per user naming the node their home is on (homes mode `local`).
+    home_nodes_dir: str
+    homes_mode: Literal["local", "nfs"] = "local"
+    # The Swarm generic resource kind nodes advertise one unit of per GPU.
+    gpu_resource: str = "NVIDIA-GPU"
+    # Node labels: nodes that run user servers (value "true"), and a node's GPU model.
+    servers_label: str = "gpuhub.servers"
+    gpu_model_label: str = "gpuhub.gpu.model"
+    # Seconds a server may wait for a node with what it needs (free GPUs, a home node that
+    # is up) before it is removed and its user told why.
+    placement_wait: int = 10
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^[A-Za-z0-9.-]+(:[0-9]+)?$", self.registry):
+            raise SettingsError(f"registry: {self.registry!r} is not host[:port]")
+        if self.placement_wait <= 0:
+            raise SettingsError("placement_wait: must be greater than 0 seconds")
+
+
+@dataclass(frozen=True)
 class Settings:
     spawner: Spawner
     hub: Hub
     auth: Auth = field(default_factory=Auth)
     culler: Culler = field(default_factory=Culler)
+    cluster: Cluster | None = None
 
 
 T = TypeVar("T")

@@ -193,8 +193,13 @@ class GpuhubSpawner(DockerSpawner):
         if problem:
             raise web.HTTPError(400, problem)
         profile = self.apply_profile()
-        spawner = self.gpuhub_settings.spawner
         await self.prepare_home()
+        await self.provide_token()
+        return await self.start_profile(profile)
+
+    async def provide_token(self) -> None:
+        """The server's API token in the file the container mounts (hardening.py)."""
+        spawner = self.gpuhub_settings.spawner
         await asyncio.to_thread(
             hardening.write_token,
             self.token_file,
@@ -202,14 +207,23 @@ class GpuhubSpawner(DockerSpawner):
             spawner.user_uid,
             spawner.user_gid,
         )
-        if profile.gpu.mode == "none":
-            return await super().start()
+
+    def cpu_fallback(self) -> str:
+        """The CPU profile a user is pointed to when no GPU is free ('' if none)."""
+        spawner = self.gpuhub_settings.spawner
         cpu = next(
             (p for p in allowed_profiles(spawner, self.group_names) if p.gpu.mode == "none"), None
         )
+        return cpu.display_name if cpu else ""
+
+    async def start_profile(self, profile: Profile) -> Any:  # noqa: ANN401
+        """Start the server, holding the profile's GPUs from the allocator until its
+        container exists."""
+        if profile.gpu.mode == "none":
+            return await super().start()
         try:
             async with self.gpu_allocator.reserve(
-                profile.gpu, self._gpu_containers, cpu.display_name if cpu else ""
+                profile.gpu, self._gpu_containers, self.cpu_fallback()
             ) as allocation:
                 self.apply_gpus(allocation)
                 self.log.info("%s gets GPUs %s", self.user.name, ",".join(allocation.device_ids))
