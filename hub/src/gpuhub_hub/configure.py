@@ -121,7 +121,12 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 
-    c.JupyterHub.spawner_class = "gpuhub_hub.spawner.GpuhubSpawner"
+    # One host: containers on this Docker engine; cluster mode: Swarm services on the nodes.
+    c.JupyterHub.spawner_class = (
+        "gpuhub_hub.swarm.GpuhubSwarmSpawner"
+        if settings.cluster
+        else "gpuhub_hub.spawner.GpuhubSpawner"
+    )
     c.GpuhubSpawner.gpuhub_settings = settings
     c.DockerSpawner.network_name = spawner.network
     c.DockerSpawner.use_internal_ip = True

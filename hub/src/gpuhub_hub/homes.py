@@ -136,3 +136,21 @@ def purge_user_files(root: str | Path, archive_root: str | Path, username: str) 
             shutil.rmtree(path)
             removed.append(path)
     return removed
+
+
+def main(argv: list[str]) -> int:
+    """`python -m gpuhub_hub.homes ROOT USER UID GID [MOUNT_POINT...]`: ensure_home, run on
+    the node that keeps the home (cluster mode: the hub runs it there as a one-shot service)."""
+    if len(argv) < 4:
+        print("usage: python -m gpuhub_hub.homes ROOT USER UID GID [MOUNT_POINT...]")
+        return 2
+    root, username, uid, gid, *mounts = argv
+    created = ensure_home(root, username, int(uid), int(gid), tuple(mounts))
+    print(f"{home_path(root, username)}: {'created' if created else 'present'}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -213,21 +213,24 @@ class Spawner:
 @dataclass(frozen=True)
 class Cluster:
     """Cluster mode: user servers run as Docker Swarm services on the nodes (swarm.py).
-    Absent from the settings file: single-host mode (DockerSpawner on this host)."""
+    Absent from the settings file: single-host mode (DockerSpawner on this host). Ansible
+    renders every key from the shared facts (gpuhub role), so none has a default here."""
 
-    # host:port of the hub host's registry the nodes pull singleuser images from.
+    # host:port of the hub host's registry the nodes pull images from, and the hub image
+    # (its local tag: the registry's digest of it runs a new home's one-shot service).
     registry: str
+    hub_image: str
     # One file per user naming the node their home is on (homes mode `local`).
     home_nodes_dir: str
-    homes_mode: Literal["local", "nfs"] = "local"
+    homes_mode: Literal["local", "nfs"]
     # The Swarm generic resource kind nodes advertise one unit of per GPU.
-    gpu_resource: str = "NVIDIA-GPU"
+    gpu_resource: str
     # Node labels: nodes that run user servers (value "true"), and a node's GPU model.
-    servers_label: str = "gpuhub.servers"
-    gpu_model_label: str = "gpuhub.gpu.model"
+    servers_label: str
+    gpu_model_label: str
     # Seconds a server may wait for a node with what it needs (free GPUs, a home node that
     # is up) before it is removed and its user told why.
-    placement_wait: int = 10
+    placement_wait: int
 
     def __post_init__(self) -> None:
         if not re.match(r"^[A-Za-z0-9.-]+(:[0-9]+)?$", self.registry):

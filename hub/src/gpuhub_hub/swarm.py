@@ -1,0 +1,328 @@
+"""Cluster mode: GpuhubSpawner's rules on Docker Swarm (DockerSpawner's SwarmSpawner).
+
+Each server is a Swarm service on a node labelled to run user servers:
+
+- Its image is the profile's, run by the digest the hub host's registry gave it, so every
+  node runs the same bytes.
+- Its limits are Swarm limits *and* reservations, so Swarm never puts more memory on a
+  node than it has; exclusive GPUs are reservations of the nodes' generic resources (one
+  unit per GPU UUID), so Swarm itself keeps the cluster's GPU ledger and a server that
+  finds none free stays Pending. Past `cluster.placement_wait` it is removed and its user
+  told why, never left to hang until the start timeout.
+- Its API token is a Swarm secret (mode 0400, owned by the user's uid), mounted where
+  hardening.ENTRYPOINT reads it; the secret goes with the service.
+- Confinement: every capability dropped, the pids limit, the users' uid:gid; the engine's
+  own `no-new-privileges` (daemon.json) covers services too.
+- Homes (mode `local`): a user's home lives on one node. The first server of a user
+  picks the node with the fewest homes, makes the home there with the hub image's own
+  code (homes.ensure_home, as a one-shot service) and records the node; every later
+  server of that user is pinned to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from docker.types import (
+    ContainerSpec,
+    Mount,
+    Placement,
+    Resources,
+    RestartPolicy,
+    SecretReference,
+    TaskTemplate,
+)
+from dockerspawner import SwarmSpawner
+from tornado import web
+
+from . import hardening
+from .gpus import USER_LABEL
+from .settings import Cluster, Profile
+from .spawner import GpuhubSpawner
+
+PENDING = {"new", "pending", "assigned", "accepted", "preparing", "starting", "ready"}
+SECRET_LABEL = "gpuhub.token-of"  # the service a token secret belongs to
+PREP_LABEL = "gpuhub.home-prep"
+NO_RESOURCES = re.compile(r"insufficient resources", re.I)
+
+
+class ClusterError(RuntimeError):
+    """A spawn that cannot be placed; the message is meant for the user."""
+
+
+def placement_problem(error: str, gpus: int, free: int, total: int, fallback: str) -> str:
+    """What a user is told when Swarm could not place their server (its task's Err)."""
+    instead = f" Start the '{fallback}' profile instead, or try again later." if fallback else ""
+    if gpus and NO_RESOURCES.search(error):
+        return (
+            f"No GPUs free: {total - free} of {total} in the cluster are in use and this "
+            f"profile needs {gpus}.{instead}"
+        )
+    return f"No node can run this server now ({error or 'no suitable node'}).{instead}"
+
+
+def pick_node(nodes: list[str], homes: dict[str, str]) -> str:
+    """The node with the fewest homes (ties: by name)."""
+    if not nodes:
+        raise ClusterError("No node runs user servers: ask an admin to check the cluster.")
+    load = {node: 0 for node in nodes}
+    for node in homes.values():
+        if node in load:
+            load[node] += 1
+    return min(sorted(load), key=lambda node: load[node])
+
+
+class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
+    """GpuhubSpawner's profiles, limits, homes and confinement as Swarm services."""
+
+    @property
+    def cluster(self) -> Cluster:
+        cluster = self.gpuhub_settings.cluster
+        if cluster is None:
+            raise RuntimeError("GpuhubSwarmSpawner needs the settings' cluster section")
+        return cluster
+
+    # --- homes -------------------------------------------------------------------------
+
+    def _home_record(self) -> Path:
+        return Path(self.cluster.home_nodes_dir) / self.user.name
+
+    def _home_records(self) -> dict[str, str]:
+        folder = Path(self.cluster.home_nodes_dir)
+        return {p.name: p.read_text().strip() for p in folder.iterdir() if p.is_file()}
+
+    async def _server_nodes(self) -> list[str]:
+        """Hostnames of ready, active nodes labelled to run user servers."""
+        nodes = await self.docker(
+            "nodes", filters={"node.label": f"{self.cluster.servers_label}=true"}
+        )
+        return sorted(
+            n["Description"]["Hostname"]
+            for n in nodes
+            if n["Status"]["State"] == "ready" and n["Spec"].get("Availability") == "active"
+        )
+
+    async def prepare_home(self) -> None:
+        """Pin the user's servers to the node with their home; make it there first."""
+        if self.cluster.homes_mode != "local":
+            return
+        record = self._home_record()
+        node = await asyncio.to_thread(lambda: record.read_text().strip() if record.exists() else "")
+        if not node:
+            homes = await asyncio.to_thread(self._home_records)
+            node = pick_node(await self._server_nodes(), homes)
+            await self._make_home(node)
+            await asyncio.to_thread(record.write_text, node + "\n")
+            self.log.info("%s: home made on node %s", self.user.name, node)
+        self.home_node = node
+
+    async def _make_home(self, node: str) -> None:
+        """Run homes.ensure_home on `node` as a one-shot service of the hub image."""
+        spawner = self.gpuhub_settings.spawner
+        inner = [
+            b["bind"].removeprefix(spawner.notebook_dir + "/")
+            for source, b in self.volumes.items()
+            if source != self.home and b["bind"].startswith(spawner.notebook_dir + "/")
+        ]
+        root = spawner.home_root
+        command = ["python3", "-m", "gpuhub_hub.homes", root, self.user.name]
+        command += [str(spawner.user_uid), str(spawner.user_gid), *inner]
+        name = f"{self.service_name}-home"
+        spec = ContainerSpec(
+            image=await self._registry_image(self.cluster.hub_image),
+            command=command,
+            user="0:0",
+            mounts=[Mount(target=root, source=root, type="bind")],
+            cap_drop=["ALL"],
+            cap_add=["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"],
+        )
+        task = TaskTemplate(
+            container_spec=spec,
+            restart_policy=RestartPolicy(condition="none"),
+            placement=Placement(constraints=[f"node.hostname=={node}"]),
+        )
+        await self._remove_service(name)
+        await self.docker("create_service", task, name=name, labels={PREP_LABEL: self.user.name})
+        try:
+            state, error = await self._wait_task(name, {"complete", "failed", "rejected"}, 120)
+        finally:
+            await self._remove_service(name)
+        if state != "complete":
+            raise ClusterError(f"Could not make your home on node {node}: {error or state}.")
+
+    # --- images, token, spec ------------------------------------------------------------
+
+    async def _registry_image(self, image: str) -> str:
+        """`image` (a local tag on the hub host) as the registry's digest reference."""
+        prefix = self.cluster.registry + "/"
+        info = await self.docker("inspect_image", image)
+        for digest in info.get("RepoDigests") or []:
+            if digest.startswith(prefix):
+                return digest
+        raise ClusterError(
+            f"Image {image} is not in the cluster's registry {self.cluster.registry}: "
+            "ask an admin to re-run site.yml."
+        )
+
+    async def provide_token(self) -> None:
+        """The API token as a Swarm secret of this server's service (replaced each start)."""
+        await self._remove_secrets()
+        secret = await self.docker(
+            "create_secret",
+            name=f"{self.service_name}-token-{int(time.time())}",
+            data=self.api_token.encode(),
+            labels={SECRET_LABEL: self.service_name},
+        )
+        self.token_secret = secret["ID"]
+
+    async def _remove_secrets(self) -> None:
+        for secret in await self.docker(
+            "secrets", filters={"label": f"{SECRET_LABEL}={self.service_name}"}
+        ):
+            await self.docker("remove_secret", secret["ID"])
+
+    def apply_profile(self) -> Profile:
+        profile = super().apply_profile()
+        spawner = self.gpuhub_settings.spawner
+        # The token comes as a secret, not a file of the hub host.
+        self.volumes = {
+            source: bind
+            for source, bind in self.volumes.items()
+            if bind["bind"] != hardening.TOKEN_MOUNT
+        }
+        labels = {USER_LABEL: self.user.name, "gpuhub.profile": profile.slug}
+        # Services take only their own keyword arguments (no user/entrypoint/host config).
+        self.extra_create_kwargs = {"labels": labels}
+        self.extra_host_config = {}
+        self.mem_guarantee = self.mem_limit
+        self.extra_endpoint_spec = {"mode": "dnsrr"}
+        self.extra_container_spec = {
+            "command": hardening.ENTRYPOINT,
+            "user": f"{spawner.user_uid}:{spawner.user_gid}",
+            "cap_drop": ["ALL"],
+            "labels": labels,
+        }
+        self.environment.pop("GPUHUB_GPUS", None)
+        return profile
+
+    def _resources(self, gpus: int) -> Resources:
+        cpu = int(self.cpu_limit * 1e9) if self.cpu_limit else None
+        resources = Resources(
+            cpu_limit=cpu,
+            mem_limit=self.mem_limit,
+            cpu_reservation=cpu,
+            mem_reservation=self.mem_limit,
+            generic_resources={self.cluster.gpu_resource: gpus} if gpus else None,
+        )
+        resources.setdefault("Limits", {})["Pids"] = self.gpuhub_settings.spawner.pids_limit
+        return resources
+
+    def _constraints(self, profile: Profile) -> list[str]:
+        constraints = [f"node.labels.{self.cluster.servers_label}==true"]
+        node = getattr(self, "home_node", "")
+        if node:
+            constraints.append(f"node.hostname=={node}")
+        return constraints
+
+    async def start_profile(self, profile: Profile) -> Any:  # noqa: ANN401
+        gpus = profile.gpu.count if profile.gpu.mode == "exclusive" else 0
+        if profile.gpu.mode == "mig":
+            raise web.HTTPError(501, "MIG profiles are not available in cluster mode yet.")
+        spawner = self.gpuhub_settings.spawner
+        self.image = await self._registry_image(profile.image)
+        self.extra_container_spec["secrets"] = [
+            SecretReference(
+                self.token_secret,
+                f"{self.service_name}-token",
+                filename=Path(hardening.TOKEN_MOUNT).name,
+                uid=str(spawner.user_uid),
+                gid=str(spawner.user_gid),
+                mode=0o400,
+            )
+        ]
+        self.extra_task_spec = {
+            "resources": self._resources(gpus),
+            "placement": Placement(constraints=self._constraints(profile)),
+            "restart_policy": RestartPolicy(condition="on-failure", max_attempts=3),
+        }
+        self._placement_gpus = gpus
+        try:
+            return await super(GpuhubSpawner, self).start()
+        except ClusterError as err:
+            await self._remove_service(self.service_name)
+            await self._remove_secrets()
+            raise web.HTTPError(503, str(err)) from None
+
+    async def start_object(self) -> None:
+        """Wait until the service's task runs; one Swarm cannot place within
+        placement_wait is a ClusterError naming why."""
+        state, error = await self._wait_task(
+            self.service_name, {"running"}, self.start_timeout, self.cluster.placement_wait
+        )
+        if state != "running":
+            raise RuntimeError(f"Service {self.service_name} not running: {state} {error}")
+
+    async def _wait_task(
+        self, service: str, done: set[str], timeout: float, placement_wait: float = 0
+    ) -> tuple[str, str]:
+        """Poll the service's newest task until its state is in `done` (or failed)."""
+        start = time.monotonic()
+        delay = 0.5
+        while True:
+            tasks = await self.docker("tasks", filters={"service": service})
+            state, error = "new", ""
+            if tasks:
+                newest = max(tasks, key=lambda t: t.get("CreatedAt", ""))
+                state = newest["Status"]["State"]
+                error = newest["Status"].get("Err", "")
+            if state in done or state in {"failed", "rejected", "shutdown", "orphaned"}:
+                return state, error
+            waited = time.monotonic() - start
+            if placement_wait and state == "pending" and waited > placement_wait:
+                raise ClusterError(await self._placement_message(error))
+            if waited > timeout:
+                return state, error or "timed out"
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 3)
+
+    async def _placement_message(self, error: str) -> str:
+        total = free = 0
+        if self._placement_gpus:
+            total, held = await self._gpu_counts()
+            free = total - held
+        return placement_problem(error, self._placement_gpus, free, total, self.cpu_fallback())
+
+    async def _gpu_counts(self) -> tuple[int, int]:
+        """GPUs the server nodes advertise, and those running services reserve."""
+        kind = self.cluster.gpu_resource
+        total = 0
+        for node in await self.docker(
+            "nodes", filters={"node.label": f"{self.cluster.servers_label}=true"}
+        ):
+            for res in node["Description"].get("Resources", {}).get("GenericResources") or []:
+                if res.get("DiscreteResourceSpec", {}).get("Kind") == kind:
+                    total += int(res["DiscreteResourceSpec"].get("Value", 0))
+                if res.get("NamedResourceSpec", {}).get("Kind") == kind:
+                    total += 1
+        held = 0
+        for task in await self.docker("tasks", filters={"desired-state": "running"}):
+            if task["Status"]["State"] not in {"running", *PENDING - {"pending"}}:
+                continue
+            for res in task.get("AssignedGenericResources") or []:
+                if res.get("NamedResourceSpec", {}).get("Kind") == kind:
+                    held += 1
+        return total, held
+
+    async def _remove_service(self, name: str) -> None:
+        services = await self.docker("services", filters={"name": name})
+        for service in services:
+            if service["Spec"]["Name"] == name:
+                await self.docker("remove_service", service["ID"])
+
+    async def stop(self, now: bool = False) -> None:
+        await SwarmSpawner.stop(self, now=now)
+        await self._remove_secrets()
