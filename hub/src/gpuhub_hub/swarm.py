@@ -45,7 +45,7 @@ from .settings import Cluster, Profile
 from .spawner import GpuhubSpawner
 
 PENDING = {"new", "pending", "assigned", "accepted", "preparing", "starting", "ready"}
-SECRET_LABEL = "gpuhub.token-of"  # the service a token secret belongs to
+SECRET_LABEL = "gpuhub.token-of"  # noqa: S105 (a label: the service a token secret is for)
 PREP_LABEL = "gpuhub.home-prep"
 NO_RESOURCES = re.compile(r"insufficient resources", re.I)
 
@@ -91,6 +91,10 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
     def _home_record(self) -> Path:
         return Path(self.cluster.home_nodes_dir) / self.user.name
 
+    def _recorded_node(self) -> str:
+        record = self._home_record()
+        return record.read_text().strip() if record.exists() else ""
+
     def _home_records(self) -> dict[str, str]:
         folder = Path(self.cluster.home_nodes_dir)
         return {p.name: p.read_text().strip() for p in folder.iterdir() if p.is_file()}
@@ -110,13 +114,12 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         """Pin the user's servers to the node with their home; make it there first."""
         if self.cluster.homes_mode != "local":
             return
-        record = self._home_record()
-        node = await asyncio.to_thread(lambda: record.read_text().strip() if record.exists() else "")
+        node = await asyncio.to_thread(self._recorded_node)
         if not node:
             homes = await asyncio.to_thread(self._home_records)
             node = pick_node(await self._server_nodes(), homes)
             await self._make_home(node)
-            await asyncio.to_thread(record.write_text, node + "\n")
+            await asyncio.to_thread(self._home_record().write_text, node + "\n")
             self.log.info("%s: home made on node %s", self.user.name, node)
         self.home_node = node
 
