@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -224,3 +225,61 @@ def test_a_refused_repository_url_is_shown_without_its_credentials(
     assert "got ftp://***@backup.example/gpuhub" in " ".join(out.split()), out[-2000:]
     assert "TopSecret99" not in out
     assert recap(out) == (0, 1)
+
+
+def _cluster_inventory(path: Path, hubs: list[str], nodes: list[str]) -> Path:
+    """An inventory of this machine under several names (a local connection each)."""
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    inventory = {
+        "all": {
+            "children": {
+                "jupyterhub": {"hosts": {h: local for h in hubs}},
+                "jupyterhub_nodes": {"hosts": {n: local for n in nodes}},
+            }
+        }
+    }
+    path.write_text(json.dumps(inventory))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("hubs", "nodes", "extra_vars", "message"),
+    [
+        (
+            ["hub1", "hub2"],
+            ["node1"],
+            {},
+            "A cluster has one hub host, but the group jupyterhub holds hub1, hub2",
+        ),
+        (
+            ["hub1", "node1"],
+            ["node1", "node2"],
+            {},
+            "node1 in both jupyterhub and jupyterhub_nodes",
+        ),
+        (
+            ["hub1"],
+            ["node1"],
+            {"gpuhub_homes_mode": "afs"},
+            "value of gpuhub_homes_mode must be one of: local, nfs, got: afs",
+        ),
+    ],
+)
+def test_bad_cluster_inventories_fail_at_preflight(
+    ansible_playbook: PlaybookRunner,
+    tmp_path: Path,
+    hubs: list[str],
+    nodes: list[str],
+    extra_vars: dict,
+    message: str,
+) -> None:
+    inventory = _cluster_inventory(tmp_path / "hosts.json", hubs, nodes)
+    result = ansible_playbook(
+        "site.yml", "-i", str(inventory), "--check", "-e", json.dumps(extra_vars)
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert message in " ".join(out.split()), out[-3000:]
+    assert "PLAY [GPUs" not in out, "a play after preflight started"
+    changed, failed = recap(out)
+    assert (changed, failed) == (0, len(set(hubs + nodes)))

@@ -1,0 +1,126 @@
+"""Cluster mode's spawner (gpuhub_hub.swarm): configuration, the service it asks Swarm
+for, placement messages and home placement. Swarm itself runs in the Molecule scenario
+`cluster` (tests/e2e/test_cluster.py): this machine's own engine is not put in swarm mode."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gpuhub_hub import hardening
+from gpuhub_hub.homes import STARTER, WORK, main
+from gpuhub_hub.settings import SettingsError
+from gpuhub_hub.swarm import ClusterError, GpuhubSwarmSpawner, pick_node, placement_problem
+from hubsettings import SettingsFactory
+from test_config import load_hub, make_user
+
+GPU_PROFILE = {
+    "slug": "gpu",
+    "display_name": "One GPU",
+    "image": "gpuhub/singleuser-cpu:a1",
+    "gpu": {"mode": "exclusive", "count": 1},
+}
+
+
+def cluster(state: Path, **values: Any) -> dict[str, Any]:  # noqa: ANN401
+    return {
+        "registry": "10.0.0.1:5000",
+        "hub_image": "gpuhub/hub:current",
+        "home_nodes_dir": str(state / "home-nodes"),
+        "homes_mode": "local",
+        "gpu_resource": "NVIDIA-GPU",
+        "servers_label": "gpuhub.servers",
+        "gpu_model_label": "gpuhub.gpu.model",
+        "placement_wait": 10,
+        **values,
+    }
+
+
+def swarm_spawner(
+    monkeypatch: pytest.MonkeyPatch,
+    settings_file: SettingsFactory,
+    tmp_path: Path,
+    **spawner: object,
+) -> GpuhubSwarmSpawner:
+    gpus = [{"uuid": "GPU-a", "index": 0}, {"uuid": "GPU-b", "index": 1}]
+    profiles = {"profiles": [{"slug": "cpu", "display_name": "CPU", "image": "x:1"}, GPU_PROFILE]}
+    path = settings_file(
+        cluster=cluster(tmp_path / "state"), spawner={"gpus": gpus, **profiles, **spawner}
+    )
+    app = load_hub(monkeypatch, path)
+    assert app.spawner_class is GpuhubSwarmSpawner
+    return GpuhubSwarmSpawner(user=make_user("alice", []), config=app.config)
+
+
+def test_cluster_settings_choose_the_swarm_spawner(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory, tmp_path: Path
+) -> None:
+    spawner = swarm_spawner(monkeypatch, settings_file, tmp_path, pids_limit=300)
+    spawner.user_options = {"profile": "gpu"}
+    profile = spawner.apply_profile()
+    # The token comes as a Swarm secret, never as a bind mount of a hub-host file.
+    assert all(b["bind"] != hardening.TOKEN_MOUNT for b in spawner.volumes.values())
+    assert spawner.extra_container_spec["command"] == hardening.ENTRYPOINT
+    assert spawner.extra_container_spec["user"] == "1000:100"
+    assert spawner.extra_container_spec["cap_drop"] == ["ALL"]
+    assert spawner.extra_endpoint_spec == {"mode": "dnsrr"}
+    # Only keyword arguments create_service takes.
+    assert set(spawner.extra_create_kwargs) == {"labels"}
+    resources = spawner._resources(profile.gpu.count)
+    assert resources["Limits"]["Pids"] == 300
+    assert resources["Limits"]["MemoryBytes"] == resources["Reservations"]["MemoryBytes"]
+    assert resources["Reservations"]["GenericResources"] == [
+        {"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 1}}
+    ]
+    spawner.home_node = "node2"
+    assert spawner._constraints(profile) == [
+        "node.labels.gpuhub.servers==true",
+        "node.hostname==node2",
+    ]
+
+
+def test_bad_cluster_settings_are_named(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    with pytest.raises(SettingsError, match=r"cluster\.registry: 'https://x' is not host"):
+        load_hub(monkeypatch, settings_file(cluster=cluster(state, registry="https://x")))
+    with pytest.raises(SettingsError, match=r"cluster\.homes_mode: 'afs' is not one of"):
+        load_hub(monkeypatch, settings_file(cluster=cluster(state, homes_mode="afs")))
+    with pytest.raises(SettingsError, match=r"cluster\.placement_wait: must be greater"):
+        load_hub(monkeypatch, settings_file(cluster=cluster(state, placement_wait=0)))
+
+
+def test_placement_messages_say_why_and_what_to_do() -> None:
+    gpus = placement_problem("no suitable node (insufficient resources on 2 nodes)", 1, 0, 4, "CPU")
+    assert gpus == (
+        "No GPUs free: 4 of 4 in the cluster are in use and this profile needs 1. "
+        "Start the 'CPU' profile instead, or try again later."
+    )
+    down = placement_problem("no suitable node (scheduling constraints not satisfied)", 0, 0, 0, "")
+    assert down.startswith("No node can run this server now (no suitable node (scheduling")
+
+
+def test_new_homes_go_to_the_node_with_fewest() -> None:
+    homes = {"a": "node1", "b": "node1", "c": "node2"}
+    assert pick_node(["node1", "node2", "node3"], homes) == "node3"
+    assert pick_node(["node1", "node2"], homes) == "node2"
+    # Homes on a node that left do not count.
+    assert pick_node(["node2", "node3"], {**homes, "d": "gone", "e": "node3"}) == "node2"
+    with pytest.raises(ClusterError, match="No node runs user servers"):
+        pick_node([], homes)
+
+
+def test_the_home_command_makes_a_home_with_the_starter(tmp_path: Path) -> None:
+    uid, gid = os.getuid(), os.getgid()
+    assert main([str(tmp_path), "alice", str(uid), str(gid), "shared"]) == 0
+    home = tmp_path / "alice"
+    assert (home / "shared").is_dir()
+    starters = sorted(p.name for p in STARTER.glob("*.ipynb"))
+    assert starters
+    assert sorted(p.name for p in (home / WORK).glob("*.ipynb")) == starters
+    assert main([str(tmp_path), "alice", str(uid), str(gid)]) == 0  # present: unchanged
+    with pytest.raises(ValueError, match="cannot name a home"):
+        main([str(tmp_path), "../x", str(uid), str(gid)])
