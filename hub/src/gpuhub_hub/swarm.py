@@ -4,8 +4,8 @@ Each server is a Swarm service on a node labelled to run user servers:
 
 - Its image is the profile's, run by the digest the hub host's registry gave it, so every
   node runs the same bytes.
-- Its limits are Swarm limits *and* reservations, so Swarm never puts more memory on a
-  node than it has; exclusive GPUs are reservations of the nodes' generic resources (one
+- Its memory limit is a Swarm reservation too, so Swarm never puts more memory on a node
+  than it has; exclusive GPUs are reservations of the nodes' generic resources (one
   unit per GPU UUID), so Swarm itself keeps the cluster's GPU ledger and a server that
   finds none free stays Pending. Past `cluster.placement_wait` it is removed and its user
   told why, never left to hang until the start timeout.
@@ -214,10 +214,11 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
 
     def _resources(self, gpus: int) -> Resources:
         cpu = int(self.cpu_limit * 1e9) if self.cpu_limit else None
+        # Memory is reserved as well as limited, so Swarm never puts more on a node than
+        # it has; CPU time is shared (limited, not reserved), as on one host.
         resources = Resources(
             cpu_limit=cpu,
             mem_limit=self.mem_limit,
-            cpu_reservation=cpu,
             mem_reservation=self.mem_limit,
             generic_resources={self.cluster.gpu_resource: gpus} if gpus else None,
         )

@@ -9,6 +9,8 @@
   `variant | gpuhub_singleuser_image(name[, tag=False])`: `<name>-<variant>[:current]`.
 - `hosts | gpuhub_cluster_addresses(hostvars)`: {host: the address other cluster hosts
   reach it at}: its inventory's gpuhub_cluster_address, else its gathered default IPv4.
+- `hosts | gpuhub_hosts_gpus(hostvars)`: {host: its GPUs}: its inventory's gpuhub_gpus, else
+  the gpu_facts role's fact (what the gpuhub_gpus default reads on the host itself).
 - `settings | gpuhub_settings_problem`: the hub's own settings loader, run on the control
   node; '' or its message, led by the jupyterhub_* variable the failing setting is rendered
   from (per __jupyterhub_settings in roles/jupyterhub/vars/main.yml).
@@ -140,6 +142,19 @@ def gpuhub_cluster_addresses(hosts: list[str], hostvars: Any) -> dict[str, str]:
     return addresses
 
 
+def gpuhub_hosts_gpus(hosts: list[str], hostvars: Any) -> dict[str, list[dict[str, Any]]]:  # noqa: ANN401
+    found = {}
+    for host in hosts:
+        own = hostvars[host].get("gpuhub_gpus")
+        facts = hostvars[host].get("ansible_facts", {})
+        found[host] = list(
+            own
+            if own is not None
+            else facts.get("ansible_local", {}).get("gpu", {}).get("gpus", [])
+        )
+    return found
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -150,5 +165,6 @@ class FilterModule:
             "gpuhub_settings_problem": gpuhub_settings_problem,
             "gpuhub_image": gpuhub_image,
             "gpuhub_cluster_addresses": gpuhub_cluster_addresses,
+            "gpuhub_hosts_gpus": gpuhub_hosts_gpus,
             "gpuhub_singleuser_image": gpuhub_singleuser_image,
         }

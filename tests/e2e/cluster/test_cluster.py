@@ -1,0 +1,170 @@
+"""Cluster mode, end to end (Molecule scenario `cluster`: a hub host and two nodes with two
+made-up GPUs each, joined in a Docker Swarm). Expected values come from the scenario's
+inventory: its node group and each node's gpuhub_gpus. Tests run in file order."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hubclient import HubClient, HubError
+from testhost import TestHost, UserFactory
+
+GPU_VARIABLE = "DOCKER_RESOURCE_NVIDIA-GPU"
+
+
+def inventory() -> dict[str, Any]:
+    path = Path(os.environ["MOLECULE_INVENTORY_FILE"])
+    return yaml.safe_load(path.read_text())
+
+
+def node_names() -> list[str]:
+    groups = inventory()["all"]["children"]
+    return sorted(groups["jupyterhub_nodes"]["hosts"])
+
+
+@pytest.fixture(scope="module")
+def nodes() -> dict[str, TestHost]:
+    return {name: TestHost(name) for name in node_names()}
+
+
+@pytest.fixture(scope="module")
+def gpus(nodes: dict[str, TestHost]) -> dict[str, set[str]]:
+    """Each node's GPU UUIDs, as the scenario made them up."""
+    return {
+        name: {g["uuid"] for g in node.scenario_var("gpuhub_gpus")} for name, node in nodes.items()
+    }
+
+
+def swarm_nodes(host: TestHost) -> dict[str, dict[str, Any]]:
+    ids = host.run("docker", "node", "ls", "-q").split()
+    return {
+        n["Description"]["Hostname"]: n
+        for n in json.loads(host.run("docker", "node", "inspect", *ids))
+    }
+
+
+def node_of(host: TestHost, user: str) -> str:
+    """The node running `user`'s default server (its service's running task)."""
+    out = host.run(
+        "docker",
+        "service",
+        "ps",
+        f"jupyter-{user}",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Node}} {{.CurrentState}}",
+    )
+    running = [line.split()[0] for line in out.splitlines() if " Running " in f" {line} "]
+    assert len(running) == 1, out
+    return running[0]
+
+
+def run(client: HubClient, code: str) -> str:
+    user = client.username or ""
+    kernel = client.start_kernel(user)
+    result = client.execute(user, kernel, code)
+    assert result.error is None, result.error
+    return result.stdout.strip()
+
+
+def test_nodes_joined_with_their_labels_and_gpus(host: TestHost, gpus: dict[str, set[str]]) -> None:
+    found = swarm_nodes(host)
+    assert set(found) == {host.name, *gpus}
+    assert found[host.name]["Spec"]["Role"] == "manager"
+    assert found[host.name]["Spec"]["Labels"]["gpuhub.servers"] == "false"
+    for name, uuids in gpus.items():
+        node = found[name]
+        assert node["Status"]["State"] == "ready"
+        assert node["Spec"]["Role"] == "worker"
+        assert node["Spec"]["Labels"]["gpuhub.servers"] == "true"
+        assert node["Spec"]["Labels"]["gpuhub.gpu.count"] == str(len(uuids))
+        advertised = {
+            r["NamedResourceSpec"]["Value"]
+            for r in node["Description"]["Resources"].get("GenericResources") or []
+            if r.get("NamedResourceSpec", {}).get("Kind") == "NVIDIA-GPU"
+        }
+        assert advertised == uuids
+
+
+def test_nodes_pull_from_the_registry_over_tls(host: TestHost, nodes: dict[str, TestHost]) -> None:
+    registry = f"{host.address}:{host.fact('gpuhub_registry_port')}"
+    node = next(iter(nodes.values()))
+    ca = f"/etc/docker/certs.d/{registry}/ca.crt"
+    catalog = json.loads(node.run("curl", "-sf", "--cacert", ca, f"https://{registry}/v2/_catalog"))
+    assert {"gpuhub/hub", "gpuhub/singleuser-cpu"} <= set(catalog["repositories"])
+    # Without the cluster's CA the registry is not trusted.
+    code, _ = node.container.exec_run(["curl", "-sf", f"https://{registry}/v2/"])
+    assert code != 0
+
+
+@pytest.fixture(scope="module")
+def users(make_user: UserFactory) -> list[HubClient]:
+    return [make_user(f"c{i}") for i in range(1, 6)]
+
+
+def test_servers_run_on_the_nodes_and_their_homes_spread(
+    host: TestHost, users: list[HubClient], gpus: dict[str, set[str]]
+) -> None:
+    four = users[:4]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda c: c.start_server(c.username or "", timeout=420), four))
+    placed = {c.username: node_of(host, c.username or "") for c in four}
+    assert set(placed.values()) == set(gpus), placed  # both nodes, never the hub host
+    for client in four:
+        assert run(client, "print(6 * 7)") == "42"
+    records = {
+        c.username: host.run("cat", host.path("state", "home-nodes", c.username or "")).strip()
+        for c in four
+    }
+    assert records == placed
+
+
+def test_a_work_file_stays_on_its_node_across_stop_and_start(
+    host: TestHost, users: list[HubClient]
+) -> None:
+    client = users[0]
+    name = client.username or ""
+    run(client, "open('/home/jovyan/work/kept.txt', 'w').write('still here')")
+    node = node_of(host, name)
+    client.stop_server(name)
+    client.start_server(name, timeout=300)
+    assert node_of(host, name) == node
+    assert run(client, "print(open('/home/jovyan/work/kept.txt').read())") == "still here"
+
+
+def test_exclusive_gpus_are_one_per_server_cluster_wide(
+    host: TestHost, users: list[HubClient], gpus: dict[str, set[str]]
+) -> None:
+    for client in users[:4]:
+        client.stop_server(client.username or "")
+    total = sum(len(u) for u in gpus.values())
+    four, fifth = users[:4], users[4]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda c: c.start_server(c.username or "", profile="gpu", timeout=300), four))
+    held = {c.username: run(c, f"import os; print(os.environ['{GPU_VARIABLE}'])") for c in four}
+    assert len(set(held.values())) == 4, held
+    assert set(held.values()) <= set().union(*gpus.values())
+    # The fifth waits at most the placement wait (and Swarm's scheduling), then is told.
+    started = time.monotonic()
+    with pytest.raises(HubError) as refused:
+        fifth.start_server(fifth.username or "", profile="gpu", timeout=120)
+    assert time.monotonic() - started < 60
+    message = fifth.api("GET", f"/hub/api/users/{fifth.username}").text + str(refused.value)
+    progress = host.run("docker", "logs", "--tail", "200", host.hub)
+    assert f"No GPUs free: {total} of {total} in the cluster" in progress + message
+    assert "jupyter-" + (fifth.username or "") not in host.run("docker", "service", "ls")
+    # One on the fifth user's home node stops: now it starts there, with the freed GPU.
+    home = host.run("cat", host.path("state", "home-nodes", fifth.username or "")).strip()
+    neighbour = next(c for c in four if node_of(host, c.username or "") == home)
+    freed = held[neighbour.username]
+    neighbour.stop_server(neighbour.username or "")
+    fifth.start_server(fifth.username or "", profile="gpu", timeout=300)
+    assert run(fifth, f"import os; print(os.environ['{GPU_VARIABLE}'])") == freed
