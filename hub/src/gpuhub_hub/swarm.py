@@ -79,6 +79,9 @@ def pick_node(nodes: list[str], homes: dict[str, str]) -> str:
 class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
     """GpuhubSpawner's profiles, limits, homes and confinement as Swarm services."""
 
+    # New homes are placed one at a time, so concurrent first spawns see each other's.
+    _homes_lock: asyncio.Lock | None = None
+
     @property
     def cluster(self) -> Cluster:
         cluster = self.gpuhub_settings.cluster
@@ -114,13 +117,16 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         """Pin the user's servers to the node with their home; make it there first."""
         if self.cluster.homes_mode != "local":
             return
-        node = await asyncio.to_thread(self._recorded_node)
-        if not node:
-            homes = await asyncio.to_thread(self._home_records)
-            node = pick_node(await self._server_nodes(), homes)
-            await self._make_home(node)
-            await asyncio.to_thread(self._home_record().write_text, node + "\n")
-            self.log.info("%s: home made on node %s", self.user.name, node)
+        if GpuhubSwarmSpawner._homes_lock is None:
+            GpuhubSwarmSpawner._homes_lock = asyncio.Lock()
+        async with GpuhubSwarmSpawner._homes_lock:
+            node = await asyncio.to_thread(self._recorded_node)
+            if not node:
+                homes = await asyncio.to_thread(self._home_records)
+                node = pick_node(await self._server_nodes(), homes)
+                await self._make_home(node)
+                await asyncio.to_thread(self._home_record().write_text, node + "\n")
+                self.log.info("%s: home made on node %s", self.user.name, node)
         self.home_node = node
 
     async def _make_home(self, node: str) -> None:
@@ -149,9 +155,12 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
             placement=Placement(constraints=[f"node.hostname=={node}"]),
         )
         await self._remove_service(name)
-        await self.docker("create_service", task, name=name, labels={PREP_LABEL: self.user.name})
+        service = await self.docker(
+            "create_service", task, name=name, labels={PREP_LABEL: self.user.name}
+        )
         try:
-            state, error = await self._wait_task(name, {"complete", "failed", "rejected"}, 120)
+            done = {"complete", "failed", "rejected"}
+            state, error = await self._wait_task(service["ID"], done, 120)
         finally:
             await self._remove_service(name)
         if state != "complete":
@@ -174,13 +183,14 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
     async def provide_token(self) -> None:
         """The API token as a Swarm secret of this server's service (replaced each start)."""
         await self._remove_secrets()
+        name = f"{self.service_name}-token-{int(time.time())}"
         secret = await self.docker(
             "create_secret",
-            name=f"{self.service_name}-token-{int(time.time())}",
+            name=name,
             data=self.api_token.encode(),
             labels={SECRET_LABEL: self.service_name},
         )
-        self.token_secret = secret["ID"]
+        self.token_secret = (secret["ID"], name)
 
     async def _remove_secrets(self) -> None:
         for secret in await self.docker(
@@ -240,8 +250,7 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         self.image = await self._registry_image(profile.image)
         self.extra_container_spec["secrets"] = [
             SecretReference(
-                self.token_secret,
-                f"{self.service_name}-token",
+                *self.token_secret,
                 filename=Path(hardening.TOKEN_MOUNT).name,
                 uid=str(spawner.user_uid),
                 gid=str(spawner.user_gid),
@@ -260,12 +269,16 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
             await self._remove_service(self.service_name)
             await self._remove_secrets()
             raise web.HTTPError(503, str(err)) from None
+        except Exception:
+            await self._remove_service(self.service_name)
+            await self._remove_secrets()
+            raise
 
     async def start_object(self) -> None:
         """Wait until the service's task runs; one Swarm cannot place within
         placement_wait is a ClusterError naming why."""
         state, error = await self._wait_task(
-            self.service_name, {"running"}, self.start_timeout, self.cluster.placement_wait
+            self.service_id, {"running"}, self.start_timeout, self.cluster.placement_wait
         )
         if state != "running":
             raise RuntimeError(f"Service {self.service_name} not running: {state} {error}")
@@ -273,11 +286,13 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
     async def _wait_task(
         self, service: str, done: set[str], timeout: float, placement_wait: float = 0
     ) -> tuple[str, str]:
-        """Poll the service's newest task until its state is in `done` (or failed)."""
+        """Poll the newest task of the service (by ID: a stopped server's service of the same
+        name may still be going away) until its state is in `done` (or failed)."""
         start = time.monotonic()
         delay = 0.5
         while True:
             tasks = await self.docker("tasks", filters={"service": service})
+            tasks = [t for t in tasks if t.get("ServiceID") == service]
             state, error = "new", ""
             if tasks:
                 newest = max(tasks, key=lambda t: t.get("CreatedAt", ""))
@@ -301,7 +316,7 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         return placement_problem(error, self._placement_gpus, free, total, self.cpu_fallback())
 
     async def _gpu_counts(self) -> tuple[int, int]:
-        """GPUs the server nodes advertise, and those running services reserve."""
+        """GPUs the server nodes advertise, and those placed tasks reserve."""
         kind = self.cluster.gpu_resource
         total = 0
         for node in await self.docker(
@@ -316,9 +331,10 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         for task in await self.docker("tasks", filters={"desired-state": "running"}):
             if task["Status"]["State"] not in {"running", *PENDING - {"pending"}}:
                 continue
-            for res in task.get("AssignedGenericResources") or []:
-                if res.get("NamedResourceSpec", {}).get("Kind") == kind:
-                    held += 1
+            reserved = task["Spec"].get("Resources", {}).get("Reservations", {})
+            for res in reserved.get("GenericResources") or []:
+                if res.get("DiscreteResourceSpec", {}).get("Kind") == kind:
+                    held += int(res["DiscreteResourceSpec"].get("Value", 0))
         return total, held
 
     async def _remove_service(self, name: str) -> None:

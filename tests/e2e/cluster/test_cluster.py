@@ -19,14 +19,10 @@ from testhost import TestHost, UserFactory
 GPU_VARIABLE = "DOCKER_RESOURCE_NVIDIA-GPU"
 
 
-def inventory() -> dict[str, Any]:
-    path = Path(os.environ["MOLECULE_INVENTORY_FILE"])
-    return yaml.safe_load(path.read_text())
-
-
 def node_names() -> list[str]:
-    groups = inventory()["all"]["children"]
-    return sorted(groups["jupyterhub_nodes"]["hosts"])
+    """The scenario's jupyterhub_nodes (Molecule writes groups at the inventory's top)."""
+    inventory = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+    return sorted(inventory["jupyterhub_nodes"]["hosts"])
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +61,17 @@ def node_of(host: TestHost, user: str) -> str:
     running = [line.split()[0] for line in out.splitlines() if " Running " in f" {line} "]
     assert len(running) == 1, out
     return running[0]
+
+
+def gpu_of(host: TestHost, nodes: dict[str, TestHost], user: str) -> str:
+    """The GPU UUID Swarm gave `user`'s server: the variable in its container's
+    configuration, which the NVIDIA runtime reads (swarm-resource) to expose that device."""
+    node = nodes[node_of(host, user)]
+    container = node.run("docker", "ps", "-q", "--filter", f"label=gpuhub.user={user}").split()
+    assert len(container) == 1, container
+    env = json.loads(node.run("docker", "inspect", "-f", "{{json .Config.Env}}", container[0]))
+    found = [v.split("=", 1)[1] for v in env if v.startswith(GPU_VARIABLE + "=")]
+    return ",".join(found)
 
 
 def run(client: HubClient, code: str) -> str:
@@ -141,7 +148,7 @@ def test_a_work_file_stays_on_its_node_across_stop_and_start(
 
 
 def test_exclusive_gpus_are_one_per_server_cluster_wide(
-    host: TestHost, users: list[HubClient], gpus: dict[str, set[str]]
+    host: TestHost, nodes: dict[str, TestHost], users: list[HubClient], gpus: dict[str, set[str]]
 ) -> None:
     for client in users[:4]:
         client.stop_server(client.username or "")
@@ -149,7 +156,7 @@ def test_exclusive_gpus_are_one_per_server_cluster_wide(
     four, fifth = users[:4], users[4]
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda c: c.start_server(c.username or "", profile="gpu", timeout=300), four))
-    held = {c.username: run(c, f"import os; print(os.environ['{GPU_VARIABLE}'])") for c in four}
+    held = {c.username: gpu_of(host, nodes, c.username or "") for c in four}
     assert len(set(held.values())) == 4, held
     assert set(held.values()) <= set().union(*gpus.values())
     # The fifth waits at most the placement wait (and Swarm's scheduling), then is told.
@@ -167,4 +174,4 @@ def test_exclusive_gpus_are_one_per_server_cluster_wide(
     freed = held[neighbour.username]
     neighbour.stop_server(neighbour.username or "")
     fifth.start_server(fifth.username or "", profile="gpu", timeout=300)
-    assert run(fifth, f"import os; print(os.environ['{GPU_VARIABLE}'])") == freed
+    assert gpu_of(host, nodes, fifth.username or "") == freed
