@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 # Molecule scenarios `make test` runs, in order (the demo scenario is not a test).
-SCENARIOS ?= docker tls default
+SCENARIOS ?= docker tls default cluster
 DEMO_SCENARIO := demo
 TESTHOST_ENV := eval "$$(molecule/testhost/env.sh)"
 
