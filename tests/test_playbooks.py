@@ -195,6 +195,22 @@ def test_users_rejects_bad_input(
             },
             "value of mode must be one of: none, shared, exclusive, mig",
         ),
+        (
+            {
+                "jupyterhub_gpus": [{"uuid": "GPU-made-up", "index": 0, "name": "NVIDIA L4"}],
+                "jupyterhub_profiles": [
+                    {"slug": "cpu", "display_name": "C", "image": CPU_IMAGE},
+                    {
+                        "slug": "h100",
+                        "display_name": "H",
+                        "image": CPU_IMAGE,
+                        "gpu": {"mode": "exclusive", "model": "NVIDIA H100 80GB HBM3"},
+                    },
+                ],
+            },
+            "jupyterhub_profiles (hub setting spawner.profiles (h100)): no NVIDIA H100 80GB HBM3 "
+            "GPU here (the GPUs found are: NVIDIA L4)",
+        ),
         ({"jupyterhub_announcement": ["Maintenance"]}, "jupyterhub_announcement"),
         (
             {"jupyterhub_extra_config": {"theme": "c.JupyterHub.template_vars = {"}},

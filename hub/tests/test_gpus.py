@@ -174,3 +174,14 @@ def test_a_container_stuck_in_created_stops_holding_after_the_start_timeout(
 def test_a_server_is_told_the_model_and_uuid_or_mig_slice_it_holds() -> None:
     held = describe(("GPU-1", "MIG-b", "GPU-unknown"), (*GPUS, A100))
     assert held == ("NVIDIA H100 80GB HBM3 GPU-1; GPU MIG 1g.5gb MIG-b; GPU-unknown")
+
+
+def test_a_profile_for_one_model_gets_only_gpus_of_that_model() -> None:
+    l4 = Gpu(uuid="GPU-l4", index=4, name="NVIDIA L4")
+    gpus = (*GPUS, l4)
+    assert choose(GpuPolicy("exclusive", model="NVIDIA L4"), gpus, {}).device_ids == ("GPU-l4",)
+    with pytest.raises(NoGpuFree, match="No GPUs of model NVIDIA L4 free: 1 of 1 are in use"):
+        choose(GpuPolicy("exclusive", model="NVIDIA L4"), gpus, {"GPU-l4": "alice"})
+    # Any model: the H100s first, the L4 when they are held.
+    held = {g.uuid: "bob" for g in GPUS}
+    assert choose(GpuPolicy("exclusive"), gpus, held).device_ids == ("GPU-l4",)

@@ -5,6 +5,7 @@ for, placement messages and home placement. Swarm itself runs in the Molecule sc
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,8 @@ def test_cluster_settings_choose_the_swarm_spawner(
         "node.labels.gpuhub.servers==true",
         "node.hostname==node2",
     ]
+    l4 = replace(profile, gpu=replace(profile.gpu, model="NVIDIA L4"))
+    assert "node.labels.gpuhub.gpu.model==NVIDIA L4" in spawner._constraints(l4)
 
 
 def test_bad_cluster_settings_are_named(

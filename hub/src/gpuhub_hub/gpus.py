@@ -54,11 +54,13 @@ class Gpu:
 class GpuPolicy:
     """none: no GPU; shared: every whole GPU that no one holds, visible and held by no
     one; exclusive: `count` whole GPUs of one's own; mig: `count` MIG slices of
-    `mig_profile`."""
+    `mig_profile`. `model` (a GPU's name, as nvidia-smi gives it): only GPUs of that
+    model ('' any)."""
 
     mode: Literal["none", "shared", "exclusive", "mig"] = "none"
     count: int = 1
     mig_profile: str = ""
+    model: str = ""
 
 
 class NoGpuFree(RuntimeError):
@@ -124,6 +126,7 @@ def in_mig_mode(gpu: Gpu) -> bool:
 
 def _devices(policy: GpuPolicy, gpus: Sequence[Gpu], held: dict[str, str]) -> tuple[int, list[str]]:
     """(how many devices the policy's pool has, the free ones in order)."""
+    gpus = [g for g in gpus if not policy.model or g.name == policy.model]
     if policy.mode == "mig":
         pool = [(g, m.uuid) for g in gpus for m in g.mig_devices if m.profile == policy.mig_profile]
         free = [uuid for g, uuid in pool if uuid not in held and g.uuid not in held]
@@ -144,6 +147,7 @@ def choose(
     if len(free) >= needed:
         return Allocation(tuple(free if shared else free[:needed]), exclusive=not shared)
     what = f"MIG {policy.mig_profile} slices" if policy.mode == "mig" else "GPUs"
+    what += f" of model {policy.model}" if policy.model else ""
     instead = f" Start the '{fallback}' profile instead, or try again later." if fallback else ""
     raise NoGpuFree(
         f"No {what} free: {total - len(free)} of {total} are in use and this "

@@ -195,6 +195,12 @@ class Spawner:
                     "GPU (the gpu_facts role found none): give GPU profiles only to GPU hosts, "
                     "or check the driver with playbooks/gpu-check.yml"
                 )
+            models = sorted({g.name for g in self.gpus})
+            if profile.gpu.model and profile.gpu.model not in models:
+                raise SettingsError(
+                    f"profiles ({profile.slug}): no {profile.gpu.model} GPU here (the GPUs "
+                    f"found are: {', '.join(models) or 'none'}); name one of those models"
+                )
             slices = {m.profile for g in self.gpus for m in g.mig_devices}
             if profile.gpu.mode == "mig" and profile.gpu.mig_profile not in slices:
                 raise SettingsError(

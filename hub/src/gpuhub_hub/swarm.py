@@ -237,6 +237,8 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
 
     def _constraints(self, profile: Profile) -> list[str]:
         constraints = [f"node.labels.{self.cluster.servers_label}==true"]
+        if profile.gpu.model:
+            constraints.append(f"node.labels.{self.cluster.gpu_model_label}=={profile.gpu.model}")
         node = getattr(self, "home_node", "")
         if node:
             constraints.append(f"node.hostname=={node}")
