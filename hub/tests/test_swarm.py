@@ -13,7 +13,13 @@ import pytest
 from gpuhub_hub import hardening
 from gpuhub_hub.homes import STARTER, WORK, main
 from gpuhub_hub.settings import SettingsError
-from gpuhub_hub.swarm import ClusterError, GpuhubSwarmSpawner, pick_node, placement_problem
+from gpuhub_hub.swarm import (
+    ClusterError,
+    GpuhubSwarmSpawner,
+    node_down,
+    pick_node,
+    placement_problem,
+)
 from hubsettings import SettingsFactory
 from test_config import load_hub, make_user
 
@@ -127,3 +133,10 @@ def test_the_home_command_makes_a_home_with_the_starter(tmp_path: Path) -> None:
     assert main([str(tmp_path), "alice", str(uid), str(gid)]) == 0  # present: unchanged
     with pytest.raises(ValueError, match="cannot name a home"):
         main([str(tmp_path), "../x", str(uid), str(gid)])
+
+
+def test_a_user_whose_node_is_away_is_told_so() -> None:
+    assert node_down("gpu02") == (
+        "Your files are on node gpu02, which is down or drained now: your server can start "
+        "once it is back. Ask an admin if it stays away."
+    )

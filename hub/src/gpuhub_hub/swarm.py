@@ -65,6 +65,14 @@ def placement_problem(error: str, gpus: int, free: int, total: int, fallback: st
     return f"No node can run this server now ({error or 'no suitable node'}).{instead}"
 
 
+def node_down(node: str) -> str:
+    """What a user whose home's node is away is told."""
+    return (
+        f"Your files are on node {node}, which is down or drained now: your server can "
+        "start once it is back. Ask an admin if it stays away."
+    )
+
+
 def pick_node(nodes: list[str], homes: dict[str, str]) -> str:
     """The node with the fewest homes (ties: by name)."""
     if not nodes:
@@ -121,12 +129,18 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
             GpuhubSwarmSpawner._homes_lock = asyncio.Lock()
         async with GpuhubSwarmSpawner._homes_lock:
             node = await asyncio.to_thread(self._recorded_node)
+            up = await self._server_nodes()
             if not node:
                 homes = await asyncio.to_thread(self._home_records)
-                node = pick_node(await self._server_nodes(), homes)
-                await self._make_home(node)
+                try:
+                    node = pick_node(up, homes)
+                    await self._make_home(node)
+                except ClusterError as err:
+                    raise web.HTTPError(503, str(err)) from None
                 await asyncio.to_thread(self._home_record().write_text, node + "\n")
                 self.log.info("%s: home made on node %s", self.user.name, node)
+            elif node not in up:
+                raise web.HTTPError(503, node_down(node))
         self.home_node = node
 
     async def _make_home(self, node: str) -> None:

@@ -175,3 +175,61 @@ def test_exclusive_gpus_are_one_per_server_cluster_wide(
     neighbour.stop_server(neighbour.username or "")
     fifth.start_server(fifth.username or "", profile="gpu", timeout=300)
     assert gpu_of(host, nodes, fifth.username or "") == freed
+
+
+def test_a_hub_restart_keeps_every_service_and_kernel(host: TestHost, users: list[HubClient]) -> None:
+    client = users[0]
+    name = client.username or ""
+    before = host.run("docker", "service", "ls", "-q", "--filter", "label=gpuhub.user").split()
+    assert before
+    kernel = client.start_kernel(name)
+    assert client.execute(name, kernel, "x = 41").error is None
+    host.run("docker", "restart", host.hub)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if client.api("GET", "/hub/api/").status_code == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(2)
+    after = host.run("docker", "service", "ls", "-q", "--filter", "label=gpuhub.user").split()
+    assert sorted(after) == sorted(before)
+    assert client.execute(name, kernel, "print(x + 1)").stdout.strip() == "42"
+
+
+def wait_for_node(host: TestHost, node: str, state: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if swarm_nodes(host)[node]["Status"]["State"] == state:
+            return
+        time.sleep(2)
+    raise AssertionError(f"{node} not {state} after {timeout} s")
+
+
+def test_a_lost_node_stops_only_its_users_and_they_come_back(
+    host: TestHost, nodes: dict[str, TestHost], users: list[HubClient]
+) -> None:
+    homes = {
+        c.username: host.run("cat", host.path("state", "home-nodes", c.username or "")).strip()
+        for c in users
+    }
+    lost = sorted(set(homes.values()))[-1]
+    stranded = next(c for c in users if homes[c.username] == lost)
+    fine = next(c for c in users if homes[c.username] != lost)
+    fine.start_server(fine.username or "", timeout=300)
+    stranded.stop_server(stranded.username or "")
+    nodes[lost].run("systemctl", "stop", "docker.socket", "docker.service")
+    try:
+        wait_for_node(host, lost, "down")
+        assert run(fine, "print(6 * 7)") == "42"
+        with pytest.raises(HubError):
+            stranded.start_server(stranded.username or "", timeout=60)
+        log = host.run("docker", "logs", "--since", "2m", host.hub)
+        assert f"Your files are on node {lost}, which is down or drained now" in log
+    finally:
+        nodes[lost].run("systemctl", "start", "docker.service")
+    wait_for_node(host, lost, "ready")
+    stranded.start_server(stranded.username or "", timeout=300)
+    assert node_of(host, stranded.username or "") == lost
+    assert run(stranded, "print(6 * 7)") == "42"
