@@ -177,7 +177,9 @@ def test_exclusive_gpus_are_one_per_server_cluster_wide(
     assert gpu_of(host, nodes, fifth.username or "") == freed
 
 
-def test_a_hub_restart_keeps_every_service_and_kernel(host: TestHost, users: list[HubClient]) -> None:
+def test_a_hub_restart_keeps_every_service_and_kernel(
+    host: TestHost, users: list[HubClient]
+) -> None:
     client = users[0]
     name = client.username or ""
     before = host.run("docker", "service", "ls", "-q", "--filter", "label=gpuhub.user").split()
