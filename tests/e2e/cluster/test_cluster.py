@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from hubclient import HubClient, HubError
+from netprobe import probe
 from testhost import TestHost, UserFactory
 
 GPU_VARIABLE = "DOCKER_RESOURCE_NVIDIA-GPU"
@@ -198,6 +199,29 @@ def test_a_hub_restart_keeps_every_service_and_kernel(
     after = host.run("docker", "service", "ls", "-q", "--filter", "label=gpuhub.user").split()
     assert sorted(after) == sorted(before)
     assert client.execute(name, kernel, "print(x + 1)").stdout.strip() == "42"
+
+
+def test_user_containers_reach_no_cluster_host(
+    host: TestHost, nodes: dict[str, TestHost], users: list[HubClient]
+) -> None:
+    """Not the registry, the swarm's ports or anything else on the hub host or a node:
+    each target answers from the node itself (the control), not from a user's server."""
+    client = users[0]
+    name = client.username or ""
+    client.start_server(name, timeout=300)
+    node = nodes[node_of(host, name)]
+    other = next(n for n in nodes.values() if n.name != node.name)
+    targets = [
+        f"{host.address}:{host.fact('gpuhub_registry_port')}",
+        f"{host.address}:2377",
+        f"{node.address}:7946",
+        f"{other.address}:7946",
+    ]
+    assert probe(node, None, *targets) == dict.fromkeys(targets, "open")
+    container = node.run("docker", "ps", "-q", "--filter", f"label=gpuhub.user={name}").split()
+    assert len(container) == 1, container
+    reached = probe(node, container[0], *targets)
+    assert all(result != "open" for result in reached.values()), reached
 
 
 def wait_for_node(host: TestHost, node: str, state: str, timeout: float = 90) -> None:
