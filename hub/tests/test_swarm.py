@@ -17,6 +17,7 @@ from gpuhub_hub.swarm import (
     ClusterError,
     GpuhubSwarmSpawner,
     node_down,
+    node_usage,
     pick_node,
     placement_problem,
 )
@@ -140,3 +141,47 @@ def test_a_user_whose_node_is_away_is_told_so() -> None:
         "Your files are on node gpu02, which is down or drained now: your server can start "
         "once it is back. Ask an admin if it stays away."
     )
+
+
+def _node(node_id: str, hostname: str, uuids: list[str], state: str = "ready") -> dict[str, Any]:
+    """A node record as Docker's API returns it (docker node inspect)."""
+    resources = [{"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": u}} for u in uuids]
+    return {
+        "ID": node_id,
+        "Spec": {"Availability": "active", "Labels": {"gpuhub.servers": "true"}},
+        "Description": {"Hostname": hostname, "Resources": {"GenericResources": resources}},
+        "Status": {"State": state},
+    }
+
+
+def _task(node_id: str, user: str, state: str, gpus: int = 0) -> dict[str, Any]:
+    """A task record as Docker's API returns it (docker inspect <task>)."""
+    reservations: dict[str, Any] = {"MemoryBytes": 536870912}
+    if gpus:
+        reservations["GenericResources"] = [
+            {"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": gpus}}
+        ]
+    return {
+        "NodeID": node_id,
+        "Spec": {
+            "ContainerSpec": {"Labels": {"gpuhub.user": user}},
+            "Resources": {"Reservations": reservations},
+        },
+        "Status": {"State": state},
+    }
+
+
+def test_node_usage_counts_gpus_reserved_by_placed_tasks_only() -> None:
+    nodes = [_node("n2", "gpu02", ["GPU-c"]), _node("n1", "gpu01", ["GPU-a", "GPU-b"])]
+    tasks = [
+        _task("n1", "alice", "running", gpus=1),
+        _task("n1", "bob", "starting", gpus=1),
+        _task("n2", "carol", "running"),
+        _task("n2", "dave", "shutdown", gpus=1),  # ended: holds nothing
+        {**_task("", "erin", "pending", gpus=1), "NodeID": ""},  # not placed
+    ]
+    usage = node_usage(nodes, tasks, "NVIDIA-GPU")
+    assert [(n.hostname, n.gpus, n.gpus_reserved, n.users) for n in usage] == [
+        ("gpu01", 2, 2, ("alice", "bob")),
+        ("gpu02", 1, 0, ("carol",)),
+    ]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ from .settings import Cluster, Profile
 from .spawner import GpuhubSpawner
 
 PENDING = {"new", "pending", "assigned", "accepted", "preparing", "starting", "ready"}
+# Task states that hold their node's resources (scheduled, not yet ended).
+PLACED = {"assigned", "accepted", "preparing", "starting", "ready", "running"}
 SECRET_LABEL = "gpuhub.token-of"  # noqa: S105 (a label: the service a token secret is for)
 PREP_LABEL = "gpuhub.home-prep"
 NO_RESOURCES = re.compile(r"insufficient resources", re.I)
@@ -82,6 +85,62 @@ def pick_node(nodes: list[str], homes: dict[str, str]) -> str:
         if node in load:
             load[node] += 1
     return min(sorted(load), key=lambda node: load[node])
+
+
+@dataclass(frozen=True)
+class NodeUsage:
+    """One swarm node as status.yml shows it and the GPU message counts it."""
+
+    hostname: str
+    state: str  # ready, down...
+    availability: str  # active, pause, drain
+    gpus: int  # advertised units of the GPU resource kind
+    gpus_reserved: int  # reserved by its placed tasks
+    users: tuple[str, ...]  # whose servers' tasks are placed there
+
+
+def _units(resources: list[dict[str, Any]] | None, kind: str) -> int:
+    count = 0
+    for res in resources or []:
+        if res.get("NamedResourceSpec", {}).get("Kind") == kind:
+            count += 1
+        if res.get("DiscreteResourceSpec", {}).get("Kind") == kind:
+            count += int(res["DiscreteResourceSpec"].get("Value", 0))
+    return count
+
+
+def node_usage(
+    nodes: list[dict[str, Any]], tasks: list[dict[str, Any]], kind: str
+) -> list[NodeUsage]:
+    """Each node's GPUs and what its placed tasks (Docker's node and task records) reserve."""
+    placed: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks:
+        if task.get("NodeID") and task["Status"]["State"] in PLACED:
+            placed.setdefault(task["NodeID"], []).append(task)
+    usage = []
+    for node in nodes:
+        mine = placed.get(node["ID"], [])
+        labels = [t["Spec"].get("ContainerSpec", {}).get("Labels") or {} for t in mine]
+        usage.append(
+            NodeUsage(
+                hostname=node["Description"]["Hostname"],
+                state=node["Status"]["State"],
+                availability=node["Spec"].get("Availability", ""),
+                gpus=_units(node["Description"].get("Resources", {}).get("GenericResources"), kind),
+                gpus_reserved=sum(
+                    _units(
+                        t["Spec"]
+                        .get("Resources", {})
+                        .get("Reservations", {})
+                        .get("GenericResources"),
+                        kind,
+                    )
+                    for t in mine
+                ),
+                users=tuple(sorted({lb[USER_LABEL] for lb in labels if USER_LABEL in lb})),
+            )
+        )
+    return sorted(usage, key=lambda n: n.hostname)
 
 
 class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
@@ -333,25 +392,12 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
 
     async def _gpu_counts(self) -> tuple[int, int]:
         """GPUs the server nodes advertise, and those placed tasks reserve."""
-        kind = self.cluster.gpu_resource
-        total = 0
-        for node in await self.docker(
+        nodes = await self.docker(
             "nodes", filters={"node.label": f"{self.cluster.servers_label}=true"}
-        ):
-            for res in node["Description"].get("Resources", {}).get("GenericResources") or []:
-                if res.get("DiscreteResourceSpec", {}).get("Kind") == kind:
-                    total += int(res["DiscreteResourceSpec"].get("Value", 0))
-                if res.get("NamedResourceSpec", {}).get("Kind") == kind:
-                    total += 1
-        held = 0
-        for task in await self.docker("tasks", filters={"desired-state": "running"}):
-            if task["Status"]["State"] not in {"running", *PENDING - {"pending"}}:
-                continue
-            reserved = task["Spec"].get("Resources", {}).get("Reservations", {})
-            for res in reserved.get("GenericResources") or []:
-                if res.get("DiscreteResourceSpec", {}).get("Kind") == kind:
-                    held += int(res["DiscreteResourceSpec"].get("Value", 0))
-        return total, held
+        )
+        tasks = await self.docker("tasks", filters={"desired-state": "running"})
+        usage = node_usage(nodes, tasks, self.cluster.gpu_resource)
+        return sum(n.gpus for n in usage), sum(n.gpus_reserved for n in usage)
 
     async def _remove_service(self, name: str) -> None:
         services = await self.docker("services", filters={"name": name})

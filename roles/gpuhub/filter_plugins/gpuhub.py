@@ -11,6 +11,8 @@
   reach it at}: its inventory's gpuhub_cluster_address, else its gathered default IPv4.
 - `hosts | gpuhub_hosts_gpus(hostvars)`: {host: its GPUs}: its inventory's gpuhub_gpus, else
   the gpu_facts role's fact (what the gpuhub_gpus default reads on the host itself).
+- `nodes | gpuhub_swarm_status(tasks, kind)`: a line per swarm node (state, GPUs reserved of
+  advertised, whose servers run there), counted by the hub's own swarm.node_usage.
 - `settings | gpuhub_settings_problem`: the hub's own settings loader, run on the control
   node; '' or its message, led by the jupyterhub_* variable the failing setting is rendered
   from (per __jupyterhub_settings in roles/jupyterhub/vars/main.yml).
@@ -155,6 +157,19 @@ def gpuhub_hosts_gpus(hosts: list[str], hostvars: Any) -> dict[str, list[dict[st
     return found
 
 
+def gpuhub_swarm_status(
+    nodes: list[dict[str, Any]], tasks: list[dict[str, Any]], kind: str
+) -> list[str]:
+    _hub()
+    from gpuhub_hub.swarm import node_usage
+
+    return [
+        f"{n.hostname}: {n.state}, {n.availability}; GPUs {n.gpus_reserved} of {n.gpus} reserved; "
+        f"servers: {', '.join(n.users) or 'none'}"
+        for n in node_usage(json.loads(json.dumps(nodes)), json.loads(json.dumps(tasks)), kind)
+    ]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -166,5 +181,6 @@ class FilterModule:
             "gpuhub_image": gpuhub_image,
             "gpuhub_cluster_addresses": gpuhub_cluster_addresses,
             "gpuhub_hosts_gpus": gpuhub_hosts_gpus,
+            "gpuhub_swarm_status": gpuhub_swarm_status,
             "gpuhub_singleuser_image": gpuhub_singleuser_image,
         }

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from hubclient import HubClient, HubError
 from netprobe import probe
-from testhost import TestHost, UserFactory
+from testhost import TestHost, UserFactory, ok
 
 GPU_VARIABLE = "DOCKER_RESOURCE_NVIDIA-GPU"
 
@@ -176,6 +176,22 @@ def test_exclusive_gpus_are_one_per_server_cluster_wide(
     neighbour.stop_server(neighbour.username or "")
     fifth.start_server(fifth.username or "", profile="gpu", timeout=300)
     assert gpu_of(host, nodes, fifth.username or "") == freed
+
+
+def test_status_shows_each_node_with_its_gpus_and_users(
+    host: TestHost, users: list[HubClient], gpus: dict[str, set[str]]
+) -> None:
+    """After the GPU test every running server holds one GPU."""
+    running = [c.username or "" for c in users if c.server_state(c.username or "")]
+    where = {name: node_of(host, name) for name in running}
+    out = ok(host.playbook("playbooks/status.yml"), changed=0)
+    for node, uuids in gpus.items():
+        mine = sorted(u for u, n in where.items() if n == node)
+        line = (
+            f"{node}: ready, active; GPUs {len(mine)} of {len(uuids)} reserved; "
+            f"servers: {', '.join(mine) or 'none'}"
+        )
+        assert line in out, out[-3000:]
 
 
 def test_a_hub_restart_keeps_every_service_and_kernel(
