@@ -184,7 +184,8 @@ def test_status_shows_each_node_with_its_gpus_and_users(
     """After the GPU test every running server holds one GPU."""
     running = [c.username or "" for c in users if c.server_state(c.username or "")]
     where = {name: node_of(host, name) for name in running}
-    out = ok(host.playbook("playbooks/status.yml"), changed=0)
+    # One line per node; the output may wrap long lines.
+    out = " ".join(ok(host.playbook("playbooks/status.yml"), changed=0).split())
     for node, uuids in gpus.items():
         mine = sorted(u for u, n in where.items() if n == node)
         line = (
