@@ -276,3 +276,22 @@ def test_a_lost_node_stops_only_its_users_and_they_come_back(
     stranded.start_server(stranded.username or "", timeout=300)
     assert node_of(host, stranded.username or "") == lost
     assert run(stranded, "print(6 * 7)") == "42"
+
+
+def test_zz_teardown_leaves_the_cluster_and_keeps_homes(
+    host: TestHost, nodes: dict[str, TestHost], users: list[HubClient]
+) -> None:
+    """Last: the scenario is destroyed after it."""
+    homes = {
+        c.username: host.run("cat", host.path("state", "home-nodes", c.username or "")).strip()
+        for c in users
+    }
+    ok(host.playbook("playbooks/teardown.yml"))
+    for node in (host, *nodes.values()):
+        state = node.run("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").strip()
+        assert state == "inactive", (node.name, state)
+        assert not node.run("docker", "ps", "-q", "--filter", "label=gpuhub.user").split()
+    assert not host.run("docker", "ps", "-q", "--filter", f"name=^{host.hub}$").split()
+    for user, node in homes.items():
+        nodes[node].run("test", "-d", nodes[node].path("home", user or "", "work"))
+        host.run("test", "-f", host.path("state", "home-nodes", user or ""))
