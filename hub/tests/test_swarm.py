@@ -11,16 +11,10 @@ from typing import Any
 
 import pytest
 from gpuhub_hub import hardening
+from gpuhub_hub.cluster import ClusterError, HomeRecords, node_down, node_usage, pick_node
 from gpuhub_hub.homes import STARTER, WORK, main
 from gpuhub_hub.settings import SettingsError
-from gpuhub_hub.swarm import (
-    ClusterError,
-    GpuhubSwarmSpawner,
-    node_down,
-    node_usage,
-    pick_node,
-    placement_problem,
-)
+from gpuhub_hub.swarm import GpuhubSwarmSpawner, placement_problem
 from hubsettings import SettingsFactory
 from test_config import load_hub, make_user
 
@@ -185,3 +179,25 @@ def test_node_usage_counts_gpus_reserved_by_placed_tasks_only() -> None:
         ("gpu01", 2, 2, ("alice", "bob")),
         ("gpu02", 1, 0, ("carol",)),
     ]
+
+
+def test_home_records_name_a_node_or_a_move(tmp_path: Path) -> None:
+    records = HomeRecords(tmp_path)
+    assert records.read("alice") == ""
+    records.write("alice", "gpu01")
+    records.write("bob", "moving gpu01 gpu02")
+    assert records.read("alice") == "gpu01"
+    assert records.all() == {"alice": "gpu01", "bob": "moving gpu01 gpu02"}
+    with pytest.raises(ValueError, match="contains a slash"):
+        records.read("../state")
+
+
+def test_user_move_is_refused_outside_cluster_mode(
+    settings_file: SettingsFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gpuhub_hub.admin.cli import BAD_INPUT
+    from gpuhub_hub.admin.cli import main as admin
+
+    code = admin(["--settings", str(settings_file()), "user", "move", "alice", "--to", "gpu02"])
+    assert code == BAD_INPUT
+    assert "user move is for cluster mode with homes on the nodes" in capsys.readouterr().err

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,26 +34,19 @@ from docker.types import (
     Resources,
     RestartPolicy,
     SecretReference,
-    TaskTemplate,
 )
 from dockerspawner import SwarmSpawner
 from tornado import web
 
+from . import cluster as c
 from . import hardening
+from .cluster import ClusterError, node_down, node_usage, pick_node
 from .gpus import USER_LABEL
 from .settings import Cluster, Profile
 from .spawner import GpuhubSpawner
 
-PENDING = {"new", "pending", "assigned", "accepted", "preparing", "starting", "ready"}
-# Task states that hold their node's resources (scheduled, not yet ended).
-PLACED = {"assigned", "accepted", "preparing", "starting", "ready", "running"}
 SECRET_LABEL = "gpuhub.token-of"  # noqa: S105 (a label: the service a token secret is for)
-PREP_LABEL = "gpuhub.home-prep"
 NO_RESOURCES = re.compile(r"insufficient resources", re.I)
-
-
-class ClusterError(RuntimeError):
-    """A spawn that cannot be placed; the message is meant for the user."""
 
 
 def placement_problem(error: str, gpus: int, free: int, total: int, fallback: str) -> str:
@@ -66,81 +58,6 @@ def placement_problem(error: str, gpus: int, free: int, total: int, fallback: st
             f"profile needs {gpus}.{instead}"
         )
     return f"No node can run this server now ({error or 'no suitable node'}).{instead}"
-
-
-def node_down(node: str) -> str:
-    """What a user whose home's node is away is told."""
-    return (
-        f"Your files are on node {node}, which is down or drained now: your server can "
-        "start once it is back. Ask an admin if it stays away."
-    )
-
-
-def pick_node(nodes: list[str], homes: dict[str, str]) -> str:
-    """The node with the fewest homes (ties: by name)."""
-    if not nodes:
-        raise ClusterError("No node runs user servers: ask an admin to check the cluster.")
-    load = {node: 0 for node in nodes}
-    for node in homes.values():
-        if node in load:
-            load[node] += 1
-    return min(sorted(load), key=lambda node: load[node])
-
-
-@dataclass(frozen=True)
-class NodeUsage:
-    """One swarm node as status.yml shows it and the GPU message counts it."""
-
-    hostname: str
-    state: str  # ready, down...
-    availability: str  # active, pause, drain
-    gpus: int  # advertised units of the GPU resource kind
-    gpus_reserved: int  # reserved by its placed tasks
-    users: tuple[str, ...]  # whose servers' tasks are placed there
-
-
-def _units(resources: list[dict[str, Any]] | None, kind: str) -> int:
-    count = 0
-    for res in resources or []:
-        if res.get("NamedResourceSpec", {}).get("Kind") == kind:
-            count += 1
-        if res.get("DiscreteResourceSpec", {}).get("Kind") == kind:
-            count += int(res["DiscreteResourceSpec"].get("Value", 0))
-    return count
-
-
-def node_usage(
-    nodes: list[dict[str, Any]], tasks: list[dict[str, Any]], kind: str
-) -> list[NodeUsage]:
-    """Each node's GPUs and what its placed tasks (Docker's node and task records) reserve."""
-    placed: dict[str, list[dict[str, Any]]] = {}
-    for task in tasks:
-        if task.get("NodeID") and task["Status"]["State"] in PLACED:
-            placed.setdefault(task["NodeID"], []).append(task)
-    usage = []
-    for node in nodes:
-        mine = placed.get(node["ID"], [])
-        labels = [t["Spec"].get("ContainerSpec", {}).get("Labels") or {} for t in mine]
-        usage.append(
-            NodeUsage(
-                hostname=node["Description"]["Hostname"],
-                state=node["Status"]["State"],
-                availability=node["Spec"].get("Availability", ""),
-                gpus=_units(node["Description"].get("Resources", {}).get("GenericResources"), kind),
-                gpus_reserved=sum(
-                    _units(
-                        t["Spec"]
-                        .get("Resources", {})
-                        .get("Reservations", {})
-                        .get("GenericResources"),
-                        kind,
-                    )
-                    for t in mine
-                ),
-                users=tuple(sorted({lb[USER_LABEL] for lb in labels if USER_LABEL in lb})),
-            )
-        )
-    return sorted(usage, key=lambda n: n.hostname)
 
 
 class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
@@ -158,27 +75,9 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
 
     # --- homes -------------------------------------------------------------------------
 
-    def _home_record(self) -> Path:
-        return Path(self.cluster.home_nodes_dir) / self.user.name
-
-    def _recorded_node(self) -> str:
-        record = self._home_record()
-        return record.read_text().strip() if record.exists() else ""
-
-    def _home_records(self) -> dict[str, str]:
-        folder = Path(self.cluster.home_nodes_dir)
-        return {p.name: p.read_text().strip() for p in folder.iterdir() if p.is_file()}
-
-    async def _server_nodes(self) -> list[str]:
-        """Hostnames of ready, active nodes labelled to run user servers."""
-        nodes = await self.docker(
-            "nodes", filters={"node.label": f"{self.cluster.servers_label}=true"}
-        )
-        return sorted(
-            n["Description"]["Hostname"]
-            for n in nodes
-            if n["Status"]["State"] == "ready" and n["Spec"].get("Availability") == "active"
-        )
+    @property
+    def home_records(self) -> c.HomeRecords:
+        return c.HomeRecords(Path(self.cluster.home_nodes_dir))
 
     async def prepare_home(self) -> None:
         """Pin the user's servers to the node with their home; make it there first."""
@@ -187,16 +86,19 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         if GpuhubSwarmSpawner._homes_lock is None:
             GpuhubSwarmSpawner._homes_lock = asyncio.Lock()
         async with GpuhubSwarmSpawner._homes_lock:
-            node = await asyncio.to_thread(self._recorded_node)
-            up = await self._server_nodes()
+            records = self.home_records
+            node = await asyncio.to_thread(records.read, self.user.name)
+            up = await asyncio.to_thread(c.server_nodes, self.client, self.cluster.servers_label)
+            if node.startswith(c.MOVING):
+                raise web.HTTPError(503, c.moving_message(node))
             if not node:
-                homes = await asyncio.to_thread(self._home_records)
+                homes = await asyncio.to_thread(records.all)
                 try:
                     node = pick_node(up, homes)
                     await self._make_home(node)
                 except ClusterError as err:
                     raise web.HTTPError(503, str(err)) from None
-                await asyncio.to_thread(self._home_record().write_text, node + "\n")
+                await asyncio.to_thread(records.write, self.user.name, node)
                 self.log.info("%s: home made on node %s", self.user.name, node)
             elif node not in up:
                 raise web.HTTPError(503, node_down(node))
@@ -213,7 +115,6 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         root = spawner.home_root
         command = ["python3", "-m", "gpuhub_hub.homes", root, self.user.name]
         command += [str(spawner.user_uid), str(spawner.user_gid), *inner]
-        name = f"{self.service_name}-home"
         spec = ContainerSpec(
             image=await self._registry_image(self.cluster.hub_image),
             command=command,
@@ -222,36 +123,15 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
             cap_drop=["ALL"],
             cap_add=["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"],
         )
-        task = TaskTemplate(
-            container_spec=spec,
-            restart_policy=RestartPolicy(condition="none"),
-            placement=Placement(constraints=[f"node.hostname=={node}"]),
+        name = f"{self.service_name}-home"
+        await asyncio.to_thread(
+            c.one_shot, self.client, name, spec, node, "make the home", None, 120
         )
-        await self._remove_service(name)
-        service = await self.docker(
-            "create_service", task, name=name, labels={PREP_LABEL: self.user.name}
-        )
-        try:
-            done = {"complete", "failed", "rejected"}
-            state, error = await self._wait_task(service["ID"], done, 120)
-        finally:
-            await self._remove_service(name)
-        if state != "complete":
-            raise ClusterError(f"Could not make your home on node {node}: {error or state}.")
 
     # --- images, token, spec ------------------------------------------------------------
 
     async def _registry_image(self, image: str) -> str:
-        """`image` (a local tag on the hub host) as the registry's digest reference."""
-        prefix = self.cluster.registry + "/"
-        info = await self.docker("inspect_image", image)
-        for digest in info.get("RepoDigests") or []:
-            if digest.startswith(prefix):
-                return digest
-        raise ClusterError(
-            f"Image {image} is not in the cluster's registry {self.cluster.registry}: "
-            "ask an admin to re-run site.yml."
-        )
+        return await asyncio.to_thread(c.registry_image, self.client, self.cluster.registry, image)
 
     async def provide_token(self) -> None:
         """The API token as a Swarm secret of this server's service (replaced each start)."""
@@ -351,37 +231,20 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
 
     async def start_object(self) -> None:
         """Wait until the service's task runs; one Swarm cannot place within
-        placement_wait is a ClusterError naming why."""
-        state, error = await self._wait_task(
-            self.service_id, {"running"}, self.start_timeout, self.cluster.placement_wait
-        )
+        placement_wait is a ClusterError saying why."""
+        try:
+            state, error = await asyncio.to_thread(
+                c.wait_task,
+                self.client,
+                self.service_id,
+                {"running"},
+                self.start_timeout,
+                self.cluster.placement_wait,
+            )
+        except c.Unplaced as unplaced:
+            raise ClusterError(await self._placement_message(str(unplaced))) from None
         if state != "running":
             raise RuntimeError(f"Service {self.service_name} not running: {state} {error}")
-
-    async def _wait_task(
-        self, service: str, done: set[str], timeout: float, placement_wait: float = 0
-    ) -> tuple[str, str]:
-        """Poll the newest task of the service (by ID: a stopped server's service of the same
-        name may still be going away) until its state is in `done` (or failed)."""
-        start = time.monotonic()
-        delay = 0.5
-        while True:
-            tasks = await self.docker("tasks", filters={"service": service})
-            tasks = [t for t in tasks if t.get("ServiceID") == service]
-            state, error = "new", ""
-            if tasks:
-                newest = max(tasks, key=lambda t: t.get("CreatedAt", ""))
-                state = newest["Status"]["State"]
-                error = newest["Status"].get("Err", "")
-            if state in done or state in {"failed", "rejected", "shutdown", "orphaned"}:
-                return state, error
-            waited = time.monotonic() - start
-            if placement_wait and state == "pending" and waited > placement_wait:
-                raise ClusterError(await self._placement_message(error))
-            if waited > timeout:
-                return state, error or "timed out"
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 3)
 
     async def _placement_message(self, error: str) -> str:
         total = free = 0
@@ -400,10 +263,7 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         return sum(n.gpus for n in usage), sum(n.gpus_reserved for n in usage)
 
     async def _remove_service(self, name: str) -> None:
-        services = await self.docker("services", filters={"name": name})
-        for service in services:
-            if service["Spec"]["Name"] == name:
-                await self.docker("remove_service", service["ID"])
+        await asyncio.to_thread(c.remove_service, self.client, name)
 
     async def stop(self, now: bool = False) -> None:
         await SwarmSpawner.stop(self, now=now)

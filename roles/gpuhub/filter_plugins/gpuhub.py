@@ -12,7 +12,7 @@
 - `hosts | gpuhub_hosts_gpus(hostvars)`: {host: its GPUs}: its inventory's gpuhub_gpus, else
   the gpu_facts role's fact (what the gpuhub_gpus default reads on the host itself).
 - `nodes | gpuhub_swarm_status(tasks, kind)`: a line per swarm node (state, GPUs reserved of
-  advertised, whose servers run there), counted by the hub's own swarm.node_usage.
+  advertised, whose servers run there), counted by the hub's own cluster.node_usage.
 - `settings | gpuhub_settings_problem`: the hub's own settings loader, run on the control
   node; '' or its message, led by the jupyterhub_* variable the failing setting is rendered
   from (per __jupyterhub_settings in roles/jupyterhub/vars/main.yml).
@@ -161,7 +161,7 @@ def gpuhub_swarm_status(
     nodes: list[dict[str, Any]], tasks: list[dict[str, Any]], kind: str
 ) -> list[str]:
     _hub()
-    from gpuhub_hub.swarm import node_usage
+    from gpuhub_hub.cluster import node_usage
 
     return [
         f"{n.hostname}: {n.state}, {n.availability}; GPUs {n.gpus_reserved} of {n.gpus} reserved; "

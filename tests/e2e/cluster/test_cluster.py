@@ -195,6 +195,29 @@ def test_status_shows_each_node_with_its_gpus_and_users(
         assert line in out, out[-3000:]
 
 
+def test_a_home_moves_to_another_node_with_its_files(
+    host: TestHost, nodes: dict[str, TestHost], users: list[HubClient]
+) -> None:
+    client = users[0]
+    name = client.username or ""
+    move = ("docker", "exec", host.hub, "gpuhub-admin", "user", "move", name, "--to")
+    source = host.run("cat", host.path("state", "home-nodes", name)).strip()
+    target = next(n for n in nodes if n != source)
+    client.start_server(name, timeout=300)
+    refused = host.run(*move, target, check=False)
+    assert f"{name} has running servers ((default)): stop them first" in refused, refused
+    client.stop_server(name)
+    out = host.run(*move, target)
+    assert f"moved {name}'s home from {source} to {target}" in out, out
+    assert host.run("cat", host.path("state", "home-nodes", name)).strip() == target
+    old = nodes[source].container.exec_run(["test", "-e", nodes[source].path("home", name)])
+    assert old.exit_code != 0, "the old copy is still there"
+    assert host.run(*move, target).strip() == f"{name}'s home is on {target} already"
+    client.start_server(name, timeout=300)
+    assert node_of(host, name) == target
+    assert run(client, "print(open('/home/jovyan/work/kept.txt').read())") == "still here"
+
+
 def test_a_hub_restart_keeps_every_service_and_kernel(
     host: TestHost, users: list[HubClient]
 ) -> None:

@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import docker
+
+from ..cluster import ClusterError, HomeRecords, move_home, registry_image
 from ..configure import SETTINGS_VARIABLE
 from ..names import check_username
 from ..settings import Settings, SettingsError, load
@@ -64,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     admin = user.add_parser("admin", help="make a user admin (on) or not (off)")
     admin.add_argument("name", type=_username)
     admin.add_argument("state", choices=["on", "off"])
+    move = user.add_parser(
+        "move", help="cluster mode: move a user's home to another node (servers stopped)"
+    )
+    move.add_argument("name", type=_username)
+    move.add_argument("--to", required=True, metavar="NODE", help="the node's hostname")
 
     server = top.add_parser("server", help="user servers").add_subparsers(
         dest="action", required=True
@@ -134,6 +142,8 @@ def run(args: argparse.Namespace, api: HubAPI, settings: Settings, stdin: TextIO
 
     if args.area == "user" and args.action == "list":
         return {"users": [a.as_dict() for a in api.snapshot().values()]}
+    if args.area == "user" and args.action == "move":
+        return _move(args, api, settings)
 
     manager = Manager(api, settings, dry_run=args.dry_run)
     if args.area == "sync":
@@ -154,6 +164,45 @@ def run(args: argparse.Namespace, api: HubAPI, settings: Settings, stdin: TextIO
     elif args.action == "admin":
         manager.set_admin(args.name, args.state == "on")
     return manager.report.as_dict()
+
+
+def _move(args: argparse.Namespace, api: HubAPI, settings: Settings) -> dict[str, Any]:
+    """Copy, verify, switch, then delete the old copy (gpuhub_hub.cluster.move_home)."""
+    cluster = settings.cluster
+    if cluster is None or cluster.homes_mode != "local":
+        raise ManageError("user move is for cluster mode with homes on the nodes (local)")
+    model = api.user(args.name)
+    if model is None:
+        raise ManageError(f"no user {args.name}")
+    running = sorted(model.get("servers") or {})
+    if running:
+        names = ", ".join(s or "(default)" for s in running)
+        raise ManageError(
+            f"{args.name} has running servers ({names}): stop them first "
+            f"(gpuhub-admin server stop {args.name} --all)"
+        )
+    records = HomeRecords(Path(cluster.home_nodes_dir))
+    if args.dry_run:
+        return {
+            "user": args.name,
+            "node": args.to,
+            "moved": records.read(args.name),
+            "dry_run": True,
+        }
+    client = docker.APIClient(version="auto")
+    try:
+        image = registry_image(client, cluster.registry, cluster.hub_image)
+        return move_home(
+            client,
+            records,
+            settings.spawner.home_root,
+            image,
+            cluster.servers_label,
+            args.name,
+            args.to,
+        )
+    except ClusterError as err:
+        raise ManageError(str(err)) from None
 
 
 def _groups(groups: list[str] | None) -> tuple[str, ...] | None:
@@ -197,6 +246,14 @@ def show(result: dict[str, Any], as_json: bool, out: TextIO) -> None:
         out.write(f"archived {name}'s home: {path}\n")
     for name, password in (result.get("passwords") or {}).items():
         out.write(f"new password for {name} (shown once): {password}\n")
+    if "moved" in result:
+        if not result["moved"]:
+            out.write(f"{result['user']}'s home is on {result['node']} already\n")
+        else:
+            would = "would move" if result.get("dry_run") else "moved"
+            out.write(
+                f"{would} {result['user']}'s home from {result['moved']} to {result['node']}\n"
+            )
     if "server" in result:
         state = "stopped" if result["changed"] else "was not running"
         out.write(f"{result['user']}'s server {result['server'] or '(default)'} {state}\n")

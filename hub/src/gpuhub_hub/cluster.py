@@ -1,0 +1,337 @@
+"""Cluster mode's shared pieces, used by the hub's spawner (swarm.py), gpuhub-admin
+(`user move`) and status.yml (through the gpuhub role's filter): home records, one-shot
+services on a node, the registry's digest of an image, and each node's GPU use.
+
+Homes (mode `local`): `<home_nodes_dir>/<user>` names the node that keeps the user's home,
+or, while `gpuhub-admin user move` runs, `moving <from> <to>` (the hub starts no server of
+that user meanwhile).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.types import ContainerSpec, Mount, Placement, RestartPolicy, TaskTemplate
+
+from .gpus import USER_LABEL
+from .names import check_username
+
+# Task states that hold their node's resources (scheduled, not yet ended).
+PLACED = {"assigned", "accepted", "preparing", "starting", "ready", "running"}
+ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
+ONE_SHOT_LABEL = "gpuhub.one-shot"  # one-shot services: what they are for
+MOVING = "moving"
+
+
+class ClusterError(RuntimeError):
+    """A spawn that cannot be placed; the message is meant for the user."""
+
+
+def node_down(node: str) -> str:
+    """What a user whose home's node is away is told."""
+    return (
+        f"Your files are on node {node}, which is down or drained now: your server can "
+        "start once it is back. Ask an admin if it stays away."
+    )
+
+
+def pick_node(nodes: list[str], homes: dict[str, str]) -> str:
+    """The node with the fewest homes (ties: by name)."""
+    if not nodes:
+        raise ClusterError("No node runs user servers: ask an admin to check the cluster.")
+    load = {node: 0 for node in nodes}
+    for node in homes.values():
+        if node in load:
+            load[node] += 1
+    return min(sorted(load), key=lambda node: load[node])
+
+
+@dataclass(frozen=True)
+class NodeUsage:
+    """One swarm node as status.yml shows it and the GPU message counts it."""
+
+    hostname: str
+    state: str  # ready, down...
+    availability: str  # active, pause, drain
+    gpus: int  # advertised units of the GPU resource kind
+    gpus_reserved: int  # reserved by its placed tasks
+    users: tuple[str, ...]  # whose servers' tasks are placed there
+
+
+def _units(resources: list[dict[str, Any]] | None, kind: str) -> int:
+    count = 0
+    for res in resources or []:
+        if res.get("NamedResourceSpec", {}).get("Kind") == kind:
+            count += 1
+        if res.get("DiscreteResourceSpec", {}).get("Kind") == kind:
+            count += int(res["DiscreteResourceSpec"].get("Value", 0))
+    return count
+
+
+def node_usage(
+    nodes: list[dict[str, Any]], tasks: list[dict[str, Any]], kind: str
+) -> list[NodeUsage]:
+    """Each node's GPUs and what its placed tasks (Docker's node and task records) reserve."""
+    placed: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks:
+        if task.get("NodeID") and task["Status"]["State"] in PLACED:
+            placed.setdefault(task["NodeID"], []).append(task)
+    usage = []
+    for node in nodes:
+        mine = placed.get(node["ID"], [])
+        labels = [t["Spec"].get("ContainerSpec", {}).get("Labels") or {} for t in mine]
+        usage.append(
+            NodeUsage(
+                hostname=node["Description"]["Hostname"],
+                state=node["Status"]["State"],
+                availability=node["Spec"].get("Availability", ""),
+                gpus=_units(node["Description"].get("Resources", {}).get("GenericResources"), kind),
+                gpus_reserved=sum(
+                    _units(
+                        t["Spec"]
+                        .get("Resources", {})
+                        .get("Reservations", {})
+                        .get("GenericResources"),
+                        kind,
+                    )
+                    for t in mine
+                ),
+                users=tuple(sorted({lb[USER_LABEL] for lb in labels if USER_LABEL in lb})),
+            )
+        )
+    return sorted(usage, key=lambda n: n.hostname)
+
+
+# --- home records --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HomeRecords:
+    """The folder of home records (cluster.home_nodes_dir)."""
+
+    folder: Path
+
+    def _path(self, user: str) -> Path:
+        return self.folder / check_username(user)
+
+    def read(self, user: str) -> str:
+        """The node with the user's home ('' none yet; `moving ...` during a move)."""
+        path = self._path(user)
+        return path.read_text().strip() if path.exists() else ""
+
+    def write(self, user: str, value: str) -> None:
+        partial = self._path(user).with_suffix(".partial")
+        partial.write_text(value + "\n")
+        partial.rename(self._path(user))
+
+    def all(self) -> dict[str, str]:
+        return {
+            p.name: p.read_text().strip()
+            for p in self.folder.iterdir()
+            if p.is_file() and not p.name.endswith(".partial")
+        }
+
+
+def moving_message(record: str) -> str:
+    return (
+        "Your files are being moved to another node ("
+        + record.removeprefix(MOVING).strip()
+        + "): try again in a few minutes."
+    )
+
+
+# --- Swarm helpers (the docker SDK's low-level client) -------------------------------
+
+
+def server_nodes(client: docker.APIClient, servers_label: str) -> list[str]:
+    """Hostnames of ready, active nodes labelled to run user servers."""
+    nodes = client.nodes(filters={"node.label": f"{servers_label}=true"})
+    return sorted(
+        n["Description"]["Hostname"]
+        for n in nodes
+        if n["Status"]["State"] == "ready" and n["Spec"].get("Availability") == "active"
+    )
+
+
+def registry_image(client: docker.APIClient, registry: str, image: str) -> str:
+    """`image` (a local tag on the hub host) as the registry's digest reference."""
+    for digest in client.inspect_image(image).get("RepoDigests") or []:
+        if digest.startswith(registry + "/"):
+            return digest
+    raise ClusterError(
+        f"Image {image} is not in the cluster's registry {registry}: ask an admin to re-run "
+        "site.yml."
+    )
+
+
+def remove_service(client: docker.APIClient, name: str) -> None:
+    for service in client.services(filters={"name": name}):
+        if service["Spec"]["Name"] == name:
+            client.remove_service(service["ID"])
+
+
+def one_shot(
+    client: docker.APIClient,
+    name: str,
+    spec: ContainerSpec,
+    node: str,
+    purpose: str,
+    networks: list[str] | None = None,
+    timeout: float = 600,
+    wait: bool = True,
+) -> str:
+    """Run `spec` once on `node` as service `name`; with `wait`, until its task ended
+    (ClusterError unless it completed) and then remove it. Returns the service's ID."""
+    remove_service(client, name)
+    task = TaskTemplate(
+        container_spec=spec,
+        restart_policy=RestartPolicy(condition="none"),
+        placement=Placement(constraints=[f"node.hostname=={node}"]),
+        networks=networks,
+    )
+    service = client.create_service(task, name=name, labels={ONE_SHOT_LABEL: purpose})["ID"]
+    if not wait:
+        return service
+    try:
+        state, error = wait_task(client, service, ENDED, timeout)
+    finally:
+        remove_service(client, name)
+    if state != "complete":
+        raise ClusterError(f"{purpose} on node {node}: {error or state}")
+    return service
+
+
+class Unplaced(ClusterError):
+    """Swarm found no node for the task within the wait; the message is Swarm's reason."""
+
+
+def wait_task(
+    client: docker.APIClient,
+    service: str,
+    done: set[str],
+    timeout: float,
+    placement_wait: float = 0,
+) -> tuple[str, str]:
+    """Poll the newest task of service ID `service` (by ID: a removed service of the same
+    name may still be going away) until its state is in `done` or has ended; with
+    `placement_wait`, Unplaced once it has been pending longer than that."""
+    start = time.monotonic()
+    state, error, delay = "new", "", 0.5
+    while True:
+        tasks = client.tasks(filters={"service": service})
+        tasks = [t for t in tasks if t.get("ServiceID") == service]
+        if tasks:
+            newest = max(tasks, key=lambda t: t.get("CreatedAt", ""))
+            state, error = newest["Status"]["State"], newest["Status"].get("Err", "")
+            if state in done or state in ENDED:
+                return state, error
+        waited = time.monotonic() - start
+        if placement_wait and state == "pending" and waited > placement_wait:
+            raise Unplaced(error)
+        if waited > timeout:
+            return state, error or f"not done after {timeout:.0f} s"
+        time.sleep(delay)
+        delay = min(delay * 1.5, 3)
+
+
+# --- moving a home --------------------------------------------------------------------
+
+TRANSFER_PORT = 8765
+
+
+def move_home(
+    client: docker.APIClient,
+    records: HomeRecords,
+    home_root: str,
+    image: str,
+    servers_label: str,
+    user: str,
+    to: str,
+) -> dict[str, str]:
+    """Move a stopped user's home to node `to`: copy, verify, switch the record, and only
+    then delete the old copy (gpuhub_hub.transfer, run from `image`: the hub image by its
+    registry digest). The caller checks that no server of the user runs."""
+    source = records.read(user)
+    if not source:
+        raise ClusterError(f"{user} has no home on any node yet (it is made at their first start)")
+    if source.startswith(MOVING):
+        raise ClusterError(f"{user}'s home is being moved already ({source})")
+    if source == to:
+        return {"user": user, "node": to, "moved": ""}
+    up = server_nodes(client, servers_label)
+    for node in (source, to):
+        if node not in up:
+            raise ClusterError(
+                f"node {node} is not a ready node for user servers ({', '.join(up)})"
+            )
+    records.write(user, f"{MOVING} {source} {to}")
+    network = f"gpuhub-move-{user}"
+    sender = f"gpuhub-move-{user}-from"
+    try:
+        client.create_network(network, driver="overlay", labels={ONE_SHOT_LABEL: "move"})
+        home = f"{home_root}/{user}"
+        send = ContainerSpec(
+            image=image,
+            command=[
+                "python3",
+                "-m",
+                "gpuhub_hub.transfer",
+                "send",
+                "/home-src",
+                str(TRANSFER_PORT),
+            ],
+            user="0:0",
+            mounts=[Mount(target="/home-src", source=home, type="bind", read_only=True)],
+            cap_drop=["ALL"],
+            cap_add=["CAP_DAC_READ_SEARCH"],
+        )
+        one_shot(client, sender, send, source, "move: send", [network], wait=False)
+        receive = ContainerSpec(
+            image=image,
+            command=[
+                "python3",
+                "-m",
+                "gpuhub_hub.transfer",
+                "receive",
+                f"http://{sender}:{TRANSFER_PORT}",
+                "/homes",
+                user,
+            ],
+            user="0:0",
+            mounts=[Mount(target="/homes", source=home_root, type="bind")],
+            cap_drop=["ALL"],
+            cap_add=["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID"],
+        )
+        one_shot(client, f"gpuhub-move-{user}-to", receive, to, "move: receive", [network])
+    except BaseException:
+        records.write(user, source)
+        raise
+    finally:
+        remove_service(client, sender)
+        _remove_network(client, network)
+    records.write(user, to)
+    remove = ContainerSpec(
+        image=image,
+        command=["python3", "-m", "gpuhub_hub.transfer", "remove", "/homes", user],
+        user="0:0",
+        mounts=[Mount(target="/homes", source=home_root, type="bind")],
+        cap_drop=["ALL"],
+        cap_add=["CAP_DAC_OVERRIDE", "CAP_FOWNER"],
+    )
+    one_shot(client, f"gpuhub-move-{user}-clean", remove, source, "move: remove the old copy")
+    return {"user": user, "node": to, "moved": source}
+
+
+def _remove_network(client: docker.APIClient, name: str) -> None:
+    for _ in range(20):
+        try:
+            client.remove_network(name)
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            time.sleep(1)  # its tasks are still going away

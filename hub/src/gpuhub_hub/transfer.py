@@ -1,0 +1,126 @@
+"""Moving a home between cluster nodes (`gpuhub-admin user move`), as two one-shot services
+of the hub image on a private network made for the move:
+
+    python3 -m gpuhub_hub.transfer send HOME PORT          on the node that has the home
+    python3 -m gpuhub_hub.transfer receive URL ROOT USER   on the node it goes to
+    python3 -m gpuhub_hub.transfer remove ROOT USER        on the old node, once verified
+
+The receiver unpacks the sender's tar stream into ROOT/.incoming-USER, checks it against
+the sender's manifest (every path, its type, owner, size and content or link target), and
+only then renames it to ROOT/USER; on any difference it deletes what it unpacked and fails,
+and the old copy stays where it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import stat
+import sys
+import tarfile
+import urllib.request
+from pathlib import Path
+
+from .homes import home_path
+
+INCOMING = ".incoming-"
+
+
+def manifest(root: str | Path) -> str:
+    """A digest of the tree under `root`: paths, types, owners, sizes, contents, links."""
+    base = Path(root)
+    lines = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in sorted([*dirnames, *filenames]):
+            path = Path(dirpath) / name
+            info = path.lstat()
+            rel = path.relative_to(base).as_posix()
+            if stat.S_ISLNK(info.st_mode):
+                what = "l " + os.readlink(path)
+            elif stat.S_ISDIR(info.st_mode):
+                what = "d"
+            elif stat.S_ISREG(info.st_mode):
+                digest = hashlib.sha256()
+                with path.open("rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+                what = f"f {info.st_size} {digest.hexdigest()}"
+            else:
+                what = "o"  # sockets, fifos: carried as entries only
+            lines.append(f"{rel}\t{info.st_uid}:{info.st_gid}\t{what}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def send(home: str, port: int) -> None:
+    """Serve GET /manifest and GET /home.tar (a stream of the home) until stopped."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/manifest":
+                body = manifest(home).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif self.path == "/home.tar":
+                self.send_response(200)
+                self.end_headers()
+                with tarfile.open(fileobj=self.wfile, mode="w|") as tar:
+                    tar.add(home, arcname=".")
+            else:
+                self.send_error(404)
+
+    http.server.ThreadingHTTPServer(("", port), Handler).serve_forever()
+
+
+def receive(url: str, root: str, username: str) -> dict[str, str]:
+    """Unpack the sender's home into ROOT/USER once it matches the sender's manifest."""
+    target = home_path(root, username)
+    if target.exists():
+        raise RuntimeError(f"{target} exists on this node: move it aside first")
+    incoming = Path(root) / f"{INCOMING}{username}"
+    shutil.rmtree(incoming, ignore_errors=True)  # a failed earlier move
+    incoming.mkdir(mode=0o700)
+    try:
+        with (
+            urllib.request.urlopen(f"{url}/home.tar", timeout=60) as stream,  # noqa: S310
+            tarfile.open(fileobj=stream, mode="r|") as tar,
+        ):
+            tar.extractall(incoming, numeric_owner=True, filter="tar")
+        with urllib.request.urlopen(f"{url}/manifest", timeout=600) as answer:  # noqa: S310
+            expected = answer.read().decode().strip()
+        got = manifest(incoming)
+        if got != expected:
+            raise RuntimeError(f"checksum mismatch: sent {expected}, received {got}")
+        # The stream's first entry (".") gave the folder the home's owner and mode.
+        incoming.rename(target)
+    except BaseException:
+        shutil.rmtree(incoming, ignore_errors=True)
+        raise
+    return {"home": str(target), "manifest": expected}
+
+
+def remove(root: str, username: str) -> None:
+    shutil.rmtree(home_path(root, username))
+
+
+def main(argv: list[str]) -> int:
+    command, *args = argv or [""]
+    if command == "send" and len(args) == 2:
+        send(args[0], int(args[1]))
+    elif command == "receive" and len(args) == 3:
+        print(json.dumps(receive(*args)))
+    elif command == "remove" and len(args) == 2:
+        remove(*args)
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
