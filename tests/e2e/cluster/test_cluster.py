@@ -64,6 +64,11 @@ def node_of(host: TestHost, user: str) -> str:
     return running[0]
 
 
+def home_node(host: TestHost, user: str) -> str:
+    """The node the hub recorded for `user`'s home."""
+    return host.run("cat", host.path("state", "home-nodes", user)).strip()
+
+
 def gpu_of(host: TestHost, nodes: dict[str, TestHost], user: str) -> str:
     """The GPU UUID Swarm gave `user`'s server: the variable in its container's
     configuration, which the NVIDIA runtime reads (swarm-resource) to expose that device."""
@@ -128,10 +133,7 @@ def test_servers_run_on_the_nodes_and_their_homes_spread(
     assert set(placed.values()) == set(gpus), placed  # both nodes, never the hub host
     for client in four:
         assert run(client, "print(6 * 7)") == "42"
-    records = {
-        c.username: host.run("cat", host.path("state", "home-nodes", c.username or "")).strip()
-        for c in four
-    }
+    records = {c.username: home_node(host, c.username or "") for c in four}
     assert records == placed
 
 
@@ -170,7 +172,7 @@ def test_exclusive_gpus_are_one_per_server_cluster_wide(
     assert f"No GPUs free: {total} of {total} in the cluster" in progress + message
     assert "jupyter-" + (fifth.username or "") not in host.run("docker", "service", "ls")
     # One on the fifth user's home node stops: now it starts there, with the freed GPU.
-    home = host.run("cat", host.path("state", "home-nodes", fifth.username or "")).strip()
+    home = home_node(host, fifth.username or "")
     neighbour = next(c for c in four if node_of(host, c.username or "") == home)
     freed = held[neighbour.username]
     neighbour.stop_server(neighbour.username or "")
@@ -201,7 +203,7 @@ def test_a_home_moves_to_another_node_with_its_files(
     client = users[0]
     name = client.username or ""
     move = ("docker", "exec", host.hub, "gpuhub-admin", "user", "move", name, "--to")
-    source = host.run("cat", host.path("state", "home-nodes", name)).strip()
+    source = home_node(host, name)
     target = next(n for n in nodes if n != source)
     client.start_server(name, timeout=300)
     refused = host.run(*move, target, check=False)
@@ -209,7 +211,7 @@ def test_a_home_moves_to_another_node_with_its_files(
     client.stop_server(name)
     out = host.run(*move, target)
     assert f"moved {name}'s home from {source} to {target}" in out, out
-    assert host.run("cat", host.path("state", "home-nodes", name)).strip() == target
+    assert home_node(host, name) == target
     old = nodes[source].container.exec_run(["test", "-e", nodes[source].path("home", name)])
     assert old.exit_code != 0, "the old copy is still there"
     assert host.run(*move, target).strip() == f"{name}'s home is on {target} already"
@@ -276,10 +278,7 @@ def wait_for_node(host: TestHost, node: str, state: str, timeout: float = 90) ->
 def test_a_lost_node_stops_only_its_users_and_they_come_back(
     host: TestHost, nodes: dict[str, TestHost], users: list[HubClient]
 ) -> None:
-    homes = {
-        c.username: host.run("cat", host.path("state", "home-nodes", c.username or "")).strip()
-        for c in users
-    }
+    homes = {c.username: home_node(host, c.username or "") for c in users}
     lost = sorted(set(homes.values()))[-1]
     stranded = next(c for c in users if homes[c.username] == lost)
     fine = next(c for c in users if homes[c.username] != lost)
@@ -305,10 +304,7 @@ def test_zz_teardown_leaves_the_cluster_and_keeps_homes(
     host: TestHost, nodes: dict[str, TestHost], users: list[HubClient]
 ) -> None:
     """Last: the scenario is destroyed after it."""
-    homes = {
-        c.username: host.run("cat", host.path("state", "home-nodes", c.username or "")).strip()
-        for c in users
-    }
+    homes = {c.username: home_node(host, c.username or "") for c in users}
     ok(host.playbook("playbooks/teardown.yml"))
     for node in (host, *nodes.values()):
         state = node.run("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").strip()
