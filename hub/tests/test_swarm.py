@@ -201,3 +201,32 @@ def test_user_move_is_refused_outside_cluster_mode(
     code = admin(["--settings", str(settings_file()), "user", "move", "alice", "--to", "gpu02"])
     assert code == BAD_INPUT
     assert "user move is for cluster mode with homes on the nodes" in capsys.readouterr().err
+
+
+def test_nfs_homes_are_volumes_any_node_mounts(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory, tmp_path: Path
+) -> None:
+    nfs = cluster(
+        tmp_path / "state", homes_mode="nfs", nfs_server="10.0.0.1", nfs_export="/srv/homes"
+    )
+    app = load_hub(monkeypatch, settings_file(cluster=nfs))
+    spawner = GpuhubSwarmSpawner(user=make_user("alice", []), config=app.config)
+    spawner.apply_profile()
+    (home,) = (m for m in spawner.mounts if m["Target"] == "/home/jovyan")
+    assert home["Type"] == "volume"
+    assert home["Source"].startswith("gpuhub-home-alice-")
+    assert home["VolumeOptions"]["DriverConfig"] == {
+        "Name": "local",
+        "Options": {
+            "type": "nfs",
+            "o": "addr=10.0.0.1,nfsvers=4.2,hard",
+            "device": ":/srv/homes/alice",
+        },
+    }
+    shared = next(m for m in spawner.mounts if m["Target"] == "/home/jovyan/shared")
+    assert shared["Type"] == "bind"
+    assert shared["ReadOnly"] is True
+    # No node pin: any node can run the server.
+    assert spawner._constraints(spawner.apply_profile()) == ["node.labels.gpuhub.servers==true"]
+    with pytest.raises(SettingsError, match="homes mode nfs needs the NFS server"):
+        load_hub(monkeypatch, settings_file(cluster=cluster(tmp_path / "s", homes_mode="nfs")))

@@ -237,8 +237,18 @@ class Cluster:
     # Seconds a server may wait for a node with what it needs (free GPUs, a home node that
     # is up) before it is removed and its user told why.
     placement_wait: int
+    # Homes mode `nfs`: the server exporting the homes folder (each user's home is
+    # <nfs_export>/<user> there), and mount options beyond addr=.
+    nfs_server: str = ""
+    nfs_export: str = ""
+    nfs_options: str = "nfsvers=4.2,hard"
 
     def __post_init__(self) -> None:
+        if self.homes_mode == "nfs" and not (self.nfs_server and self.nfs_export.startswith("/")):
+            raise SettingsError(
+                "nfs_server, nfs_export: homes mode nfs needs the NFS server's address and "
+                f"the absolute path it exports (got {self.nfs_server!r}, {self.nfs_export!r})"
+            )
         if not re.match(r"^[A-Za-z0-9.-]+(:[0-9]+)?$", self.registry):
             raise SettingsError(f"registry: {self.registry!r} is not host[:port]")
         if self.placement_wait <= 0:

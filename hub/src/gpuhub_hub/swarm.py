@@ -22,6 +22,8 @@ Each server is a Swarm service on a node labelled to run user servers:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 import time
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any
 
 from docker.types import (
     ContainerSpec,
+    DriverConfig,
     Mount,
     Placement,
     Resources,
@@ -79,9 +82,40 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
     def home_records(self) -> c.HomeRecords:
         return c.HomeRecords(Path(self.cluster.home_nodes_dir))
 
+    @property
+    def mounts(self) -> list[Mount]:
+        """SwarmSpawner's bind mounts; in homes mode nfs the home is an NFS volume each
+        node mounts itself (Docker's local volume driver)."""
+        mounts = super().mounts
+        if self.cluster.homes_mode != "nfs":
+            return mounts
+        return [
+            self.nfs_home() if m["Target"] == self.gpuhub_settings.spawner.notebook_dir else m
+            for m in mounts
+        ]
+
+    def nfs_home(self) -> Mount:
+        cluster = self.cluster
+        options = {
+            "type": "nfs",
+            "o": f"addr={cluster.nfs_server},{cluster.nfs_options}",
+            "device": f":{cluster.nfs_export}/{self.user.name}",
+        }
+        # Named by its options too: a node keeps a volume's options once it made it.
+        tag = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+        return Mount(
+            target=self.gpuhub_settings.spawner.notebook_dir,
+            source=f"gpuhub-home-{self.user.name}-{tag}",
+            type="volume",
+            driver_config=DriverConfig("local", options),
+        )
+
     async def prepare_home(self) -> None:
-        """Pin the user's servers to the node with their home; make it there first."""
-        if self.cluster.homes_mode != "local":
+        """Homes mode local: pin the user's servers to the node with their home, made
+        there first. Mode nfs: the home is made here, in the exported folder (the hub
+        host's home root is that folder), and any node can run the server."""
+        if self.cluster.homes_mode == "nfs":
+            await GpuhubSpawner.prepare_home(self)
             return
         if GpuhubSwarmSpawner._homes_lock is None:
             GpuhubSwarmSpawner._homes_lock = asyncio.Lock()
