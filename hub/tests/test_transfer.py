@@ -72,3 +72,26 @@ def test_a_changed_tree_changes_the_manifest(tmp_path: Path) -> None:
     assert manifest(home) == before
     (home / "work" / "b").symlink_to("a")
     assert manifest(home) != before
+
+
+def test_entries_that_leave_the_home_are_refused(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from gpuhub_hub.transfer import _checked
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in ("work/ok.txt", "../escape.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            info.mode = 0o4755
+            tar.addfile(info, io.BytesIO(b"hi"))
+    buffer.seek(0)
+    with tarfile.open(fileobj=buffer, mode="r") as tar:
+        entries = _checked(tar)
+        first = next(entries)
+        assert first.name == "work/ok.txt"
+        assert first.mode == 0o755  # no setuid
+        with pytest.raises(RuntimeError, match=r"refused entry '\.\./escape\.txt'"):
+            next(entries)

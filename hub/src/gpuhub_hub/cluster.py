@@ -238,6 +238,17 @@ def wait_task(
         delay = min(delay * 1.5, 3)
 
 
+def wait_gone(client: docker.APIClient, service: str, timeout: float) -> bool:
+    """Wait until a removed service (by ID) has no task left; False after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # Every task, filtered here: Docker refuses a filter naming a removed service.
+        if not [t for t in client.tasks() if t.get("ServiceID") == service]:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 # --- moving a home --------------------------------------------------------------------
 
 TRANSFER_PORT = 8765

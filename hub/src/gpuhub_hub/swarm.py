@@ -300,5 +300,11 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         await asyncio.to_thread(c.remove_service, self.client, name)
 
     async def stop(self, now: bool = False) -> None:
+        """Remove the service and wait until its task is gone: until then Docker's DNS may
+        still answer the old task's address for the service's name, and a new server of
+        the same name would be unreachable by the proxy half of the time."""
+        service = self.service_id
         await SwarmSpawner.stop(self, now=now)
+        if service:
+            await asyncio.to_thread(c.wait_gone, self.client, service, 60)
         await self._remove_secrets()

@@ -8,7 +8,7 @@
 - `repository | gpuhub_image`: the image the hub runs, `<repository>:current`;
   `variant | gpuhub_singleuser_image(name[, tag=False])`: `<name>-<variant>[:current]`.
 - `hosts | gpuhub_cluster_addresses(hostvars)`: {host: the address other cluster hosts
-  reach it at}: its inventory's gpuhub_cluster_address, else its gathered default IPv4.
+  reach it at}: its inventory's gpuhub_cluster_address, else its gathered default IPv4, else ''.
 - `hosts | gpuhub_hosts_gpus(hostvars)`: {host: its GPUs}: its inventory's gpuhub_gpus, else
   the gpu_facts role's fact (what the gpuhub_gpus default reads on the host itself).
 - `nodes | gpuhub_swarm_status(tasks, kind)`: a line per swarm node (state, GPUs reserved of
@@ -130,17 +130,13 @@ def gpuhub_settings_problem(settings: dict[str, Any]) -> str:
 
 
 def gpuhub_cluster_addresses(hosts: list[str], hostvars: Any) -> dict[str, str]:  # noqa: ANN401
+    """'' for a host with neither (playbooks that gather no facts for it and need no
+    address); the swarm role's preflight refuses that in site.yml, naming the host."""
     addresses = {}
     for host in hosts:
         own = hostvars[host].get("gpuhub_cluster_address")
         facts = hostvars[host].get("ansible_facts", {})
-        address = own or facts.get("default_ipv4", {}).get("address", "")
-        if not address:
-            raise AnsibleFilterError(
-                f"{host}: no gpuhub_cluster_address and no default IPv4 address gathered; "
-                "set gpuhub_cluster_address for it in the inventory"
-            )
-        addresses[host] = str(address)
+        addresses[host] = str(own or facts.get("default_ipv4", {}).get("address", ""))
     return addresses
 
 

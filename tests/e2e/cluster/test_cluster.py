@@ -225,6 +225,7 @@ def test_a_hub_restart_keeps_every_service_and_kernel(
 ) -> None:
     client = users[0]
     name = client.username or ""
+    client.start_server(name, timeout=300)
     before = host.run("docker", "service", "ls", "-q", "--filter", "label=gpuhub.user").split()
     assert before
     kernel = client.start_kernel(name)
