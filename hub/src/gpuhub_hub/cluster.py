@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.types import ContainerSpec, Mount, Placement, RestartPolicy, TaskTemplate
+from docker.types import (
+    ContainerSpec,
+    EndpointSpec,
+    Mount,
+    Placement,
+    RestartPolicy,
+    TaskTemplate,
+)
 
 from .gpus import USER_LABEL
 from .names import check_username
@@ -193,7 +200,13 @@ def one_shot(
         placement=Placement(constraints=[f"node.hostname=={node}"]),
         networks=networks,
     )
-    service = client.create_service(task, name=name, labels={ONE_SHOT_LABEL: purpose})["ID"]
+    # DNS round robin: the name resolves to the task itself (no virtual IP, no IPVS).
+    service = client.create_service(
+        task,
+        name=name,
+        labels={ONE_SHOT_LABEL: purpose},
+        endpoint_spec=EndpointSpec(mode="dnsrr"),
+    )["ID"]
     if not wait:
         return service
     try:
