@@ -62,6 +62,8 @@ def test_cluster_settings_choose_the_swarm_spawner(
     spawner = swarm_spawner(monkeypatch, settings_file, tmp_path, pids_limit=300)
     spawner.user_options = {"profile": "gpu"}
     profile = spawner.apply_profile()
+    # What a new home gets made with (the home's one-shot service), besides work/.
+    assert spawner.inner_mount_points() == ("shared",)
     # The token comes as a Swarm secret, never as a bind mount of a hub-host file.
     assert all(b["bind"] != hardening.TOKEN_MOUNT for b in spawner.volumes.values())
     assert spawner.extra_container_spec["command"] == hardening.ENTRYPOINT

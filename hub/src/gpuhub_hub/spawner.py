@@ -154,14 +154,19 @@ class GpuhubSpawner(DockerSpawner):
                 migrate_home, spawner.home_root, spawner.legacy_homes_dir, self.user.name, *ids
             )
             self.log.info("%s: legacy home moved into its %s/ folder", self.home, WORK)
-        # Other mounts inside the home (shared/): folders the user owns, not Docker's.
-        inner = tuple(
-            bind["bind"].removeprefix(spawner.notebook_dir + "/")
-            for source, bind in self.volumes.items()
-            if source != self.home and bind["bind"].startswith(spawner.notebook_dir + "/")
-        )
+        inner = self.inner_mount_points()
         if await asyncio.to_thread(ensure_home, spawner.home_root, self.user.name, *ids, inner):
             self.log.info("Created home %s", self.home)
+
+    def inner_mount_points(self) -> tuple[str, ...]:
+        """Other mounts inside the home (shared/), relative to it: ensure_home makes them
+        folders the user owns before Docker would make them root's."""
+        top = self.gpuhub_settings.spawner.notebook_dir + "/"
+        return tuple(
+            bind["bind"].removeprefix(top)
+            for source, bind in self.volumes.items()
+            if source != self.home and bind["bind"].startswith(top)
+        )
 
     @property
     def token_file(self) -> Path:

@@ -141,14 +141,9 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
     async def _make_home(self, node: str) -> None:
         """Run homes.ensure_home on `node` as a one-shot service of the hub image."""
         spawner = self.gpuhub_settings.spawner
-        inner = [
-            b["bind"].removeprefix(spawner.notebook_dir + "/")
-            for source, b in self.volumes.items()
-            if source != self.home and b["bind"].startswith(spawner.notebook_dir + "/")
-        ]
         root = spawner.home_root
         command = ["python3", "-m", "gpuhub_hub.homes", root, self.user.name]
-        command += [str(spawner.user_uid), str(spawner.user_gid), *inner]
+        command += [str(spawner.user_uid), str(spawner.user_gid), *self.inner_mount_points()]
         spec = ContainerSpec(
             image=await self._registry_image(self.cluster.hub_image),
             command=command,
@@ -254,13 +249,11 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         self._placement_gpus = gpus
         try:
             return await super(GpuhubSpawner, self).start()
-        except ClusterError as err:
+        except Exception as err:
             await self._remove_service(self.service_name)
             await self._remove_secrets()
-            raise web.HTTPError(503, str(err)) from None
-        except Exception:
-            await self._remove_service(self.service_name)
-            await self._remove_secrets()
+            if isinstance(err, ClusterError):
+                raise web.HTTPError(503, str(err)) from None
             raise
 
     async def start_object(self) -> None:
