@@ -5,6 +5,7 @@ for, placement messages and home placement. Swarm itself runs in the Molecule sc
 from __future__ import annotations
 
 import os
+import tarfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ def cluster(state: Path, **values: Any) -> dict[str, Any]:  # noqa: ANN401
         "servers_label": "gpuhub.servers",
         "gpu_model_label": "gpuhub.gpu.model",
         "placement_wait": 10,
+        "hub_containers": ["jupyterhub", "jupyterhub-proxy"],
         **values,
     }
 
@@ -70,6 +72,9 @@ def test_cluster_settings_choose_the_swarm_spawner(
     assert spawner.extra_container_spec["user"] == "1000:100"
     assert spawner.extra_container_spec["cap_drop"] == ["ALL"]
     assert spawner.extra_endpoint_spec == {"mode": "dnsrr"}
+    # Each user's servers are on that user's own network, not the shared one.
+    shared = spawner.gpuhub_settings.spawner.network
+    assert spawner.network_name == f"{shared}-alice" == spawner.user_network
     # Only keyword arguments create_service takes.
     assert set(spawner.extra_create_kwargs) == {"labels"}
     resources = spawner._resources(profile.gpu.count)
@@ -119,17 +124,29 @@ def test_new_homes_go_to_the_node_with_fewest() -> None:
         pick_node([], homes)
 
 
-def test_the_home_command_makes_a_home_with_the_starter(tmp_path: Path) -> None:
+def test_the_home_command_makes_archives_and_purges_homes(tmp_path: Path) -> None:
+    """What a node's one-shot services run (cluster homes `local`)."""
     uid, gid = os.getuid(), os.getgid()
-    assert main([str(tmp_path), "alice", str(uid), str(gid), "shared"]) == 0
-    home = tmp_path / "alice"
+    homes, archive = tmp_path / "home", tmp_path / "archive"
+    homes.mkdir()
+    assert main(["ensure", str(homes), "alice", str(uid), str(gid), "shared"]) == 0
+    home = homes / "alice"
     assert (home / "shared").is_dir()
     starters = sorted(p.name for p in STARTER.glob("*.ipynb"))
     assert starters
     assert sorted(p.name for p in (home / WORK).glob("*.ipynb")) == starters
-    assert main([str(tmp_path), "alice", str(uid), str(gid)]) == 0  # present: unchanged
+    assert main(["ensure", str(homes), "alice", str(uid), str(gid)]) == 0  # present: unchanged
     with pytest.raises(ValueError, match="cannot name a home"):
-        main([str(tmp_path), "../x", str(uid), str(gid)])
+        main(["ensure", str(homes), "../x", str(uid), str(gid)])
+    assert main([str(homes), "alice", str(uid), str(gid)]) == 2  # no action: the usage
+    (home / WORK / "kept.txt").write_text("mine")
+    assert main(["archive", str(homes), str(archive), "alice", "20261123T000000Z"]) == 0
+    assert not home.exists()
+    packed = archive / "alice" / "20261123T000000Z.tar.gz"
+    with tarfile.open(packed) as tar:
+        assert tar.extractfile("alice/work/kept.txt").read() == b"mine"  # type: ignore[union-attr]
+    assert main(["purge", str(homes), str(archive), "alice"]) == 0
+    assert not (archive / "alice").exists()
 
 
 def test_a_user_whose_node_is_away_is_told_so() -> None:

@@ -135,6 +135,9 @@ class HomeRecords:
         partial.write_text(value + "\n")
         partial.rename(self._path(user))
 
+    def forget(self, user: str) -> None:
+        self._path(user).unlink(missing_ok=True)
+
     def all(self) -> dict[str, str]:
         return {
             p.name: p.read_text().strip()
@@ -218,6 +221,25 @@ def one_shot(
     return service
 
 
+def root_spec(
+    image: str, command: list[str], mounts: list[Mount], caps: list[str]
+) -> ContainerSpec:
+    """A one-shot's container: `python3 -m <command>` of the hub image (`image`, by the
+    registry's digest) as root with only the capabilities `caps`."""
+    return ContainerSpec(
+        image=image,
+        command=["python3", "-m", *command],
+        user="0:0",
+        mounts=mounts,
+        cap_drop=["ALL"],
+        cap_add=caps,
+    )
+
+
+def bind(source: str, target: str = "", read_only: bool = False) -> Mount:
+    return Mount(target=target or source, source=source, type="bind", read_only=read_only)
+
+
 class Unplaced(ClusterError):
     """Swarm found no node for the task within the wait; the message is Swarm's reason."""
 
@@ -262,6 +284,63 @@ def wait_gone(client: docker.APIClient, service: str, timeout: float) -> bool:
     return False
 
 
+# --- each user's own network ----------------------------------------------------------
+
+NETWORK_LABEL = "gpuhub.network-of"  # a user's own overlay network: whose it is
+
+
+def user_network(
+    client: docker.APIClient,
+    name: str,
+    user: str,
+    template: str,
+    members: tuple[str, ...],
+    create: bool = True,
+) -> bool:
+    """Connect `members` (the hub host's hub and proxy containers) to `user`'s own
+    overlay network `name`, made first (when `create`) like `template`, the shared users
+    network: attachable, and encrypted when that one is. A user's servers join only this
+    network, so they reach the hub and are reached by the proxy, never another user's
+    server. False when there is no such network (and `create` is false)."""
+    try:
+        network = client.inspect_network(name)
+    except docker.errors.NotFound:
+        if not create:
+            return False
+        options = client.inspect_network(template).get("Options") or {}
+        client.create_network(
+            name,
+            driver="overlay",
+            options={k: v for k, v in options.items() if k == "encrypted"} or None,
+            attachable=True,
+            labels={NETWORK_LABEL: user},
+            check_duplicate=True,
+        )
+        network = client.inspect_network(name)
+    attached = set(network.get("Containers") or {})
+    for member in members:
+        if client.inspect_container(member)["Id"] not in attached:
+            client.connect_container_to_network(member, network["Id"])
+    return True
+
+
+def drop_user_network(
+    client: docker.APIClient, name: str, user: str, members: tuple[str, ...]
+) -> bool:
+    """Remove `user`'s own network once no service of theirs is left."""
+    if client.services(filters={"label": f"{USER_LABEL}={user}"}):
+        return False
+    try:
+        network = client.inspect_network(name)
+    except docker.errors.NotFound:
+        return False
+    for member in members:
+        if any(c.get("Name") == member for c in (network.get("Containers") or {}).values()):
+            client.disconnect_container_from_network(member, network["Id"], force=True)
+    _remove_network(client, name)
+    return True
+
+
 # --- moving a home --------------------------------------------------------------------
 
 TRANSFER_PORT = 8765
@@ -297,38 +376,18 @@ def move_home(
     sender = f"gpuhub-move-{user}-from"
     try:
         client.create_network(network, driver="overlay", labels={ONE_SHOT_LABEL: "move"})
-        home = f"{home_root}/{user}"
-        send = ContainerSpec(
-            image=image,
-            command=[
-                "python3",
-                "-m",
-                "gpuhub_hub.transfer",
-                "send",
-                "/home-src",
-                str(TRANSFER_PORT),
-            ],
-            user="0:0",
-            mounts=[Mount(target="/home-src", source=home, type="bind", read_only=True)],
-            cap_drop=["ALL"],
-            cap_add=["CAP_DAC_READ_SEARCH"],
+        send = root_spec(
+            image,
+            ["gpuhub_hub.transfer", "send", "/home-src", str(TRANSFER_PORT)],
+            [bind(f"{home_root}/{user}", "/home-src", read_only=True)],
+            ["CAP_DAC_READ_SEARCH"],
         )
         one_shot(client, sender, send, source, "move: send", [network], wait=False)
-        receive = ContainerSpec(
-            image=image,
-            command=[
-                "python3",
-                "-m",
-                "gpuhub_hub.transfer",
-                "receive",
-                f"http://{sender}:{TRANSFER_PORT}",
-                "/homes",
-                user,
-            ],
-            user="0:0",
-            mounts=[Mount(target="/homes", source=home_root, type="bind")],
-            cap_drop=["ALL"],
-            cap_add=["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID"],
+        receive = root_spec(
+            image,
+            ["gpuhub_hub.transfer", "receive", f"http://{sender}:{TRANSFER_PORT}", "/homes", user],
+            [bind(home_root, "/homes")],
+            ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID"],
         )
         one_shot(client, f"gpuhub-move-{user}-to", receive, to, "move: receive", [network])
     except BaseException:
@@ -338,16 +397,56 @@ def move_home(
         remove_service(client, sender)
         _remove_network(client, network)
     records.write(user, to)
-    remove = ContainerSpec(
-        image=image,
-        command=["python3", "-m", "gpuhub_hub.transfer", "remove", "/homes", user],
-        user="0:0",
-        mounts=[Mount(target="/homes", source=home_root, type="bind")],
-        cap_drop=["ALL"],
-        cap_add=["CAP_DAC_OVERRIDE", "CAP_FOWNER"],
+    remove = root_spec(
+        image,
+        ["gpuhub_hub.transfer", "remove", "/homes", user],
+        [bind(home_root, "/homes")],
+        ["CAP_DAC_OVERRIDE", "CAP_FOWNER"],
     )
     one_shot(client, f"gpuhub-move-{user}-clean", remove, source, "move: remove the old copy")
     return {"user": user, "node": to, "moved": source}
+
+
+# --- removing a user's home ---------------------------------------------------------------
+
+
+def home_node_up(
+    client: docker.APIClient, records: HomeRecords, servers_label: str, user: str
+) -> str:
+    """The node keeping `user`'s home ('' when none), which must be up to change it."""
+    node = records.read(user)
+    if node.startswith(MOVING):
+        raise ClusterError(moving_message(node))
+    if node and node not in server_nodes(client, servers_label):
+        raise ClusterError(f"{user}'s home is on node {node}, which is down or drained now")
+    return node
+
+
+def retire_home(
+    client: docker.APIClient,
+    records: HomeRecords,
+    roots: tuple[str, str],
+    image: str,
+    node: str,
+    user: str,
+    stamp: str = "",
+) -> None:
+    """On `node`, archive `user`'s home into `<archive root>/<user>/<stamp>.tar.gz`, or
+    with no stamp delete it and its archives (homes.main), then forget its record."""
+    home_root, archive_root = roots
+    action = (
+        ["archive", "/homes", "/archive", user, stamp]
+        if stamp
+        else ["purge", "/homes", "/archive", user]
+    )
+    spec = root_spec(
+        image,
+        ["gpuhub_hub.homes", *action],
+        [bind(home_root, "/homes"), bind(archive_root, "/archive")],
+        ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER"],
+    )
+    one_shot(client, f"gpuhub-home-{action[0]}-{user}", spec, node, f"{action[0]} {user}'s home")
+    records.forget(user)
 
 
 def _remove_network(client: docker.APIClient, name: str) -> None:

@@ -138,15 +138,28 @@ def purge_user_files(root: str | Path, archive_root: str | Path, username: str) 
     return removed
 
 
+USAGE = """usage: python -m gpuhub_hub.homes ensure ROOT USER UID GID [MOUNT_POINT...]
+       python -m gpuhub_hub.homes archive ROOT ARCHIVE_ROOT USER STAMP
+       python -m gpuhub_hub.homes purge ROOT ARCHIVE_ROOT USER"""
+
+
 def main(argv: list[str]) -> int:
-    """`python -m gpuhub_hub.homes ROOT USER UID GID [MOUNT_POINT...]`: ensure_home, run on
-    the node that keeps the home (cluster mode: the hub runs it there as a one-shot service)."""
-    if len(argv) < 4:
-        print("usage: python -m gpuhub_hub.homes ROOT USER UID GID [MOUNT_POINT...]")
+    """ensure_home, archive_home or purge_user_files, run on the node that keeps the home
+    (cluster mode: the hub and gpuhub-admin run it there as a one-shot service)."""
+    action, args = (argv[0], argv[1:]) if argv else ("", [])
+    if action == "ensure" and len(args) >= 4:
+        root, username, uid, gid, *mounts = args
+        created = ensure_home(root, username, int(uid), int(gid), tuple(mounts))
+        print(f"{home_path(root, username)}: {'created' if created else 'present'}")
+    elif action == "archive" and len(args) == 4:
+        archive = archive_home(*args)
+        print(f"{archive or 'no home'}")
+    elif action == "purge" and len(args) == 3:
+        removed = purge_user_files(*args)
+        print(" ".join(map(str, removed)) or "nothing")
+    else:
+        print(USAGE)
         return 2
-    root, username, uid, gid, *mounts = argv
-    created = ensure_home(root, username, int(uid), int(gid), tuple(mounts))
-    print(f"{home_path(root, username)}: {'created' if created else 'present'}")
     return 0
 
 

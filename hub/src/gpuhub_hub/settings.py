@@ -237,6 +237,9 @@ class Cluster:
     # Seconds a server may wait for a node with what it needs (free GPUs, a home node that
     # is up) before it is removed and its user told why.
     placement_wait: int
+    # The hub host's hub and proxy containers: each user's own overlay network (made at
+    # their first start, gone after their last stop) has these, and that user's servers.
+    hub_containers: tuple[str, ...]
     # Homes mode `nfs`: the server exporting the homes folder (each user's home is
     # <nfs_export>/<user> there), and mount options beyond addr=.
     nfs_server: str = ""

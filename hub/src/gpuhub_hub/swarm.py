@@ -13,6 +13,10 @@ Each server is a Swarm service on a node labelled to run user servers:
   hardening.ENTRYPOINT reads it; the secret goes with the service.
 - Confinement: every capability dropped, the pids limit, the users' uid:gid; the engine's
   own `no-new-privileges` (daemon.json) covers services too.
+- Networks: each user's servers join that user's own attachable overlay network, shared
+  with the hub and proxy containers only (made at the user's first start, removed after
+  their last stop), so one user's server never reaches another's. A poll reconnects the
+  hub and proxy after either was recreated.
 - Homes (mode `local`): a user's home lives on one node. The first server of a user
   picks the node with the fewest homes, makes the home there with the hub image's own
   code (homes.ensure_home, as a one-shot service) and records the node; every later
@@ -27,10 +31,9 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from docker.types import (
-    ContainerSpec,
     DriverConfig,
     Mount,
     Placement,
@@ -68,6 +71,8 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
 
     # New homes are placed one at a time, so concurrent first spawns see each other's.
     _homes_lock: asyncio.Lock | None = None
+    # A user's network is made, used and removed by one of their spawners at a time.
+    _network_locks: ClassVar[dict[str, asyncio.Lock]] = {}
 
     @property
     def cluster(self) -> Cluster:
@@ -142,20 +147,60 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         """Run homes.ensure_home on `node` as a one-shot service of the hub image."""
         spawner = self.gpuhub_settings.spawner
         root = spawner.home_root
-        command = ["python3", "-m", "gpuhub_hub.homes", root, self.user.name]
+        command = ["gpuhub_hub.homes", "ensure", root, self.user.name]
         command += [str(spawner.user_uid), str(spawner.user_gid), *self.inner_mount_points()]
-        spec = ContainerSpec(
-            image=await self._registry_image(self.cluster.hub_image),
-            command=command,
-            user="0:0",
-            mounts=[Mount(target=root, source=root, type="bind")],
-            cap_drop=["ALL"],
-            cap_add=["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"],
+        spec = c.root_spec(
+            await self._registry_image(self.cluster.hub_image),
+            command,
+            [c.bind(root)],
+            ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"],
         )
         name = f"{self.service_name}-home"
         await asyncio.to_thread(
             c.one_shot, self.client, name, spec, node, "make the home", None, 120
         )
+
+    # --- the user's own network ---------------------------------------------------------
+
+    @property
+    def user_network(self) -> str:
+        return f"{self.gpuhub_settings.spawner.network}-{self.escaped_name}"
+
+    def _network_lock(self) -> asyncio.Lock:
+        return GpuhubSwarmSpawner._network_locks.setdefault(self.user.name, asyncio.Lock())
+
+    async def _join_network(self, create: bool) -> bool:
+        return await asyncio.to_thread(
+            c.user_network,
+            self.client,
+            self.user_network,
+            self.user.name,
+            self.gpuhub_settings.spawner.network,
+            self.cluster.hub_containers,
+            create,
+        )
+
+    async def create_object(self) -> Any:  # noqa: ANN401
+        """The service, on its user's own network (made now if missing)."""
+        async with self._network_lock():
+            await self._join_network(create=True)
+            return await super().create_object()
+
+    async def _drop_network(self) -> None:
+        async with self._network_lock():
+            await asyncio.to_thread(
+                c.drop_user_network,
+                self.client,
+                self.user_network,
+                self.user.name,
+                self.cluster.hub_containers,
+            )
+
+    async def poll(self) -> Any:  # noqa: ANN401
+        status = await super().poll()
+        if status is None:
+            await self._join_network(create=False)
+        return status
 
     # --- images, token, spec ------------------------------------------------------------
 
@@ -195,6 +240,7 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         self.extra_host_config = {}
         self.mem_guarantee = self.mem_limit
         self.extra_endpoint_spec = {"mode": "dnsrr"}
+        self.network_name = self.user_network
         self.extra_container_spec = {
             "command": hardening.ENTRYPOINT,
             "user": f"{spawner.user_uid}:{spawner.user_gid}",
@@ -252,6 +298,7 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         except Exception as err:
             await self._remove_service(self.service_name)
             await self._remove_secrets()
+            await self._drop_network()
             if isinstance(err, ClusterError):
                 raise web.HTTPError(503, str(err)) from None
             raise
@@ -301,3 +348,4 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         if service:
             await asyncio.to_thread(c.wait_gone, self.client, service, 60)
         await self._remove_secrets()
+        await self._drop_network()

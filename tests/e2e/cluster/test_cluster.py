@@ -69,13 +69,19 @@ def home_node(host: TestHost, user: str) -> str:
     return host.run("cat", host.path("state", "home-nodes", user)).strip()
 
 
-def gpu_of(host: TestHost, nodes: dict[str, TestHost], user: str) -> str:
-    """The GPU UUID Swarm gave `user`'s server: the variable in its container's
-    configuration, which the NVIDIA runtime reads (swarm-resource) to expose that device."""
+def container_of(host: TestHost, nodes: dict[str, TestHost], user: str) -> tuple[TestHost, str]:
+    """The node running `user`'s default server, and its container there."""
     node = nodes[node_of(host, user)]
     container = node.run("docker", "ps", "-q", "--filter", f"label=gpuhub.user={user}").split()
     assert len(container) == 1, container
-    env = json.loads(node.run("docker", "inspect", "-f", "{{json .Config.Env}}", container[0]))
+    return node, container[0]
+
+
+def gpu_of(host: TestHost, nodes: dict[str, TestHost], user: str) -> str:
+    """The GPU UUID Swarm gave `user`'s server: the variable in its container's
+    configuration, which the NVIDIA runtime reads (swarm-resource) to expose that device."""
+    node, container = container_of(host, nodes, user)
+    env = json.loads(node.run("docker", "inspect", "-f", "{{json .Config.Env}}", container))
     found = [v.split("=", 1)[1] for v in env if v.startswith(GPU_VARIABLE + "=")]
     return ",".join(found)
 
@@ -244,26 +250,57 @@ def test_a_hub_restart_keeps_every_service_and_kernel(
     assert client.execute(name, kernel, "print(x + 1)").stdout.strip() == "42"
 
 
+DOCKER_API_PORT = 2375  # Docker's TCP API, were an admin to open it: a listener of ours
+
+
 def test_user_containers_reach_no_cluster_host(
     host: TestHost, nodes: dict[str, TestHost], users: list[HubClient]
 ) -> None:
-    """Not the registry, the swarm's ports or anything else on the hub host or a node:
-    each target answers from the node itself (the control), not from a user's server."""
+    """Not the registry, the swarm's ports, a Docker API or anything else on the hub host
+    or a node: each target answers from the node itself (the control), not from a user's
+    server."""
     client = users[0]
     name = client.username or ""
     client.start_server(name, timeout=300)
-    node = nodes[node_of(host, name)]
+    node, container = container_of(host, nodes, name)
     other = next(n for n in nodes.values() if n.name != node.name)
     targets = [
         f"{host.address}:{host.fact('gpuhub_registry_port')}",
         f"{host.address}:2377",
         f"{node.address}:7946",
         f"{other.address}:7946",
+        f"{node.address}:{DOCKER_API_PORT}",
+        f"{other.address}:{DOCKER_API_PORT}",
     ]
+    # The listeners go by themselves after a minute.
+    listen = ["timeout", "60", "python3", "-m", "http.server", str(DOCKER_API_PORT), "--bind"]
+    for listener in (node, other):
+        listener.container.exec_run([*listen, listener.address], detach=True)
+    time.sleep(1)
     assert probe(node, None, *targets) == dict.fromkeys(targets, "open")
-    container = node.run("docker", "ps", "-q", "--filter", f"label=gpuhub.user={name}").split()
-    assert len(container) == 1, container
-    reached = probe(node, container[0], *targets)
+    reached = probe(node, container, *targets)
+    assert all(result != "open" for result in reached.values()), reached
+
+
+def test_a_users_server_reaches_no_other_users_server(
+    host: TestHost, nodes: dict[str, TestHost], users: list[HubClient]
+) -> None:
+    """Each user's servers are on their own overlay network with the hub and the proxy:
+    the hub reaches another user's server (the control), a user's server does not, by
+    name or by any of its addresses."""
+    mine, theirs = (c.username or "" for c in users[:2])
+    for client in users[:2]:
+        client.start_server(client.username or "", timeout=300)
+    node, container = container_of(host, nodes, theirs)
+    networks = json.loads(
+        node.run("docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", container)
+    )
+    port = 8888  # DockerSpawner's port of a user's server
+    targets = [f"jupyter-{theirs}:{port}"] + [f"{n['IPAddress']}:{port}" for n in networks.values()]
+    hub = host.fact("gpuhub_hub_container")
+    assert probe(host, hub, *targets) == dict.fromkeys(targets, "open")
+    my_node, my_container = container_of(host, nodes, mine)
+    reached = probe(my_node, my_container, *targets)
     assert all(result != "open" for result in reached.values()), reached
 
 
@@ -299,6 +336,30 @@ def test_a_lost_node_stops_only_its_users_and_they_come_back(
     stranded.start_server(stranded.username or "", timeout=300)
     assert node_of(host, stranded.username or "") == lost
     assert run(stranded, "print(6 * 7)") == "42"
+
+
+def test_removing_a_user_archives_and_purges_their_home_on_its_node(
+    host: TestHost, nodes: dict[str, TestHost], make_user: UserFactory
+) -> None:
+    """gpuhub-admin user remove (what users.yml state=absent runs) archives the home on the
+    node that keeps it; with --purge every node's archives of the user go too."""
+    client = make_user("c6")
+    name = client.username or ""
+    client.start_server(name, timeout=300)
+    run(client, "open('/home/jovyan/work/kept.txt', 'w').write('archived')")
+    node = nodes[home_node(host, name)]
+    remove = ("docker", "exec", host.hub, "gpuhub-admin", "user", "remove", name)
+    out = host.run(*remove)
+    assert f"archived {name}'s home: {node.name}:" in out, out
+    archive = out.split(f"{node.name}:", 1)[1].split()[0]
+    assert f"{name}/work/kept.txt" in node.run("tar", "-tzf", archive).split()
+    gone = node.container.exec_run(["test", "-e", node.path("home", name)]).exit_code
+    assert gone != 0, "the home is still on its node"
+    record = host.container.exec_run(["test", "-e", host.path("state", "home-nodes", name)])
+    assert record.exit_code != 0, "the hub still records a home"
+    host.run(*remove, "--purge")
+    left = node.container.exec_run(["test", "-e", node.path("archive", name)]).exit_code
+    assert left != 0, "the archive is still on the node"
 
 
 def test_zz_teardown_leaves_the_cluster_and_keeps_homes(

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..homes import archive_home, home_path, purge_user_files
 from ..names import username_problem
 from ..settings import Settings
+from .homestore import HomesError, HostHomes, homes_for
 from .hubapi import Account, HubAPI
 from .roster import Wanted
 
@@ -61,9 +61,16 @@ def known_groups(settings: Settings) -> set[str]:
 
 
 class Manager:
-    def __init__(self, api: HubAPI, settings: Settings, dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        api: HubAPI,
+        settings: Settings,
+        dry_run: bool = False,
+        homes: HostHomes | None = None,
+    ) -> None:
         self.api = api
         self.settings = settings
+        self.homes = homes or homes_for(settings)
         self.report = Report(dry_run=dry_run)
         approvals = api.accounts()
         self.native = approvals is not None
@@ -187,8 +194,13 @@ class Manager:
     def remove(self, name: str, purge: bool = False) -> None:
         """Stop the user's servers, delete the user, archive (or with purge delete) files."""
         self.check_removable(name)
+        named = not username_problem(name)  # a name made before the rule never had a home
+        if named:
+            try:
+                self.homes.check(name)
+            except HomesError as err:
+                raise ManageError(str(err)) from None
         current = self.users.pop(name, None)
-        spawner = self.settings.spawner
         if current is not None:
             for server in sorted(current.servers):
                 self._run(self.api.stop_server, name, server)
@@ -197,21 +209,16 @@ class Manager:
             if self.native:
                 self._run(self.api.delete_account, name)
         files_deleted = False
-        if username_problem(name):
-            pass  # a name made before the rule (e.g. `x@y`): it never had a home
+        if not named:
+            pass
         elif purge:
-            if self.report.dry_run:
-                files_deleted = any(
-                    home_path(root, name).exists()
-                    for root in (spawner.home_root, spawner.archive_dir)
-                )
-            else:
-                files_deleted = bool(purge_user_files(spawner.home_root, spawner.archive_dir, name))
+            dry = self.report.dry_run
+            files_deleted = self.homes.exists(name) if dry else self.homes.purge(name)
         elif current is not None and not self.report.dry_run:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            archive = archive_home(spawner.home_root, spawner.archive_dir, name, stamp)
+            archive = self.homes.archive(name, stamp)
             if archive:
-                self.report.archives[name] = str(archive)
+                self.report.archives[name] = archive
         if current is not None or files_deleted:
             self.report.removed.append(name)
         else:
