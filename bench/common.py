@@ -61,20 +61,20 @@ def percentile(values: Sequence[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def inventory() -> str:
-    """The bench scenario's Molecule inventory (made by `molecule create -s bench`)."""
+def inventory(scenario: str = SCENARIO) -> str:
+    """A scenario's Molecule inventory (made by `molecule create -s <scenario>`)."""
     dirs = sorted(
-        Path.home().glob(f".ansible/tmp/molecule.*.{SCENARIO}/inventory"),
+        Path.home().glob(f".ansible/tmp/molecule.*.{scenario}/inventory"),
         key=lambda p: p.stat().st_mtime,
     )
     if not dirs:
-        raise SystemExit("no bench host: run bench/converge.py (or `make bench`) first")
+        raise SystemExit(f"no {scenario} hosts: converge the Molecule scenario {scenario} first")
     return str(dirs[-1] / "ansible_inventory.yml")
 
 
-def bench_host() -> TestHost:
-    os.environ.setdefault("MOLECULE_INVENTORY_FILE", inventory())
-    return TestHost(HOST)
+def bench_host(scenario: str = SCENARIO, host: str = HOST) -> TestHost:
+    os.environ.setdefault("MOLECULE_INVENTORY_FILE", inventory(scenario))
+    return TestHost(host)
 
 
 def molecule(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,6 +1,11 @@
 """Benchmark 2: spawn latency. N sequential spawns through Nginx, from the spawn request
 to the user's server answering /api, against the floor measured in the same run: `docker
-run` of the same image with the same limits until its Jupyter server answers /api."""
+run` of the same image with the same limits until its Jupyter server answers /api.
+
+With --cluster, on the converged Molecule scenario `cluster` (a hub host and two nodes):
+servers are Swarm services on the nodes, and the floor is `docker service create` of the
+same image (by the registry's digest) with the same limits and reservation, on a node that
+runs user servers, until its Jupyter server answers /api from the hub container."""
 
 from __future__ import annotations
 
@@ -39,13 +44,42 @@ for i in range(n):
 print(json.dumps(times))
 """
 
+# The cluster's floor, run on the hub host: a bare service on the shared users network.
+CLUSTER_FLOOR = r"""
+import json, subprocess, sys, time
+image, mem, cpus, n, network, hub, label = sys.argv[1:4] + [int(sys.argv[4])] + sys.argv[5:8]
+WAIT = ("import sys, time, urllib.request\nwhile True:\n    try:\n"
+    "        urllib.request.urlopen(sys.argv[1], timeout=2)\n        break\n"
+    "    except OSError:\n        time.sleep(0.05)\n")
+times = []
+for i in range(n):
+    name = f"bench-floor-{i}"
+    start = time.perf_counter()
+    subprocess.check_output(["docker", "service", "create", "--detach", "--quiet",
+        "--name", name, "--network", network, "--endpoint-mode", "dnsrr",
+        "--constraint", f"node.labels.{label}==true", "--user", "1000:100",
+        "--cap-drop", "ALL", "--limit-memory", mem, "--reserve-memory", mem,
+        "--limit-cpu", cpus, "--restart-condition", "none", image, "jupyter", "server",
+        "--ip=0.0.0.0", "--port=8888", "--ServerApp.token=", "--ServerApp.password=",
+        "--no-browser"], text=True)
+    subprocess.run(["docker", "exec", hub, "python3", "-c", WAIT,
+        f"http://{name}:8888/api"], check=True, timeout=300)
+    times.append(time.perf_counter() - start)
+    subprocess.run(["docker", "service", "rm", name], capture_output=True)
+print(json.dumps(times))
+"""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=10, help="spawns (and floor runs)")
+    parser.add_argument(
+        "--cluster", action="store_true", help="on the converged Molecule scenario `cluster`"
+    )
     args = parser.parse_args()
-    host = bench_host()
-    spawner = host.settings()["spawner"]
+    host = bench_host("cluster", "gpuhub-cluster-hub") if args.cluster else bench_host()
+    settings = host.settings()
+    spawner = settings["spawner"]
     image = spawner["profiles"][0]["image"]
     limits = spawner["default_limits"]
 
@@ -76,27 +110,31 @@ def main() -> None:
                 pass
             time.sleep(0.05)
         hub.append(time.perf_counter() - start)
+        if args.cluster:  # what the nodes ran: the image by the registry's digest
+            image = host.run(
+                "docker",
+                "service",
+                "inspect",
+                "-f",
+                "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+                "jupyter-benchspawn",
+            ).strip()
         client.stop_server("benchspawn")
 
-    floor = json.loads(
-        host.run(
-            "python3",
-            "-c",
-            FLOOR,
-            image,
-            limits["mem_limit"],
-            str(limits["cpu_limit"]),
-            str(args.n),
-            spawner["network"],
-            str(spawner["pids_limit"]),
-        )
-    )
+    same = (image, limits["mem_limit"], str(limits["cpu_limit"]), str(args.n), spawner["network"])
+    if args.cluster:
+        label = settings["cluster"]["servers_label"]
+        floor = json.loads(host.run("python3", "-c", CLUSTER_FLOOR, *same, host.hub, label))
+    else:
+        floor = json.loads(host.run("python3", "-c", FLOOR, *same, str(spawner["pids_limit"])))
     p50, p95 = percentile(hub, 50), percentile(hub, 95)
     f50, f95 = percentile(floor, 50), percentile(floor, 95)
     ratio = p95 / f95
     verdict = "met" if ratio <= 1.3 else f"missed by {ratio - 1.3:.2f}x"
+    where, floor_name = ("cluster", "docker service create") if args.cluster else ("", "docker run")
     data = {
-        "title": f"Spawn latency: {args.n} sequential spawns vs the docker run floor",
+        "title": f"Spawn latency{' on the cluster' if where else ''}: {args.n} sequential "
+        f"spawns vs the {floor_name} floor",
         "image": image,
         "limits": limits,
         "hub_seconds": hub,
@@ -106,16 +144,17 @@ def main() -> None:
     }
     rows = [
         ("spawn through the hub", f"{p50:.2f} s", f"{p95:.2f} s"),
-        ("floor: docker run until /api answers", f"{f50:.2f} s", f"{f95:.2f} s"),
+        (f"floor: {floor_name} until /api answers", f"{f50:.2f} s", f"{f95:.2f} s"),
         ("ratio", f"{p50 / f50:.2f}x", f"{ratio:.2f}x (target <= 1.3x: {verdict})"),
     ]
-    write("spawn", data, ("", "p50", "p95"), rows)
+    name = "spawn-cluster" if where else "spawn"
+    write(name, data, ("", "p50", "p95"), rows)
     plot(
-        "spawn",
+        name,
         "Spawn latency per run",
         {
             "hub spawn": (list(range(1, len(hub) + 1)), hub),
-            "docker run floor": (list(range(1, len(floor) + 1)), floor),
+            f"{floor_name} floor": (list(range(1, len(floor) + 1)), floor),
         },
         "run",
         "seconds",

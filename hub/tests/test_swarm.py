@@ -4,6 +4,7 @@ for, placement messages and home placement. Swarm itself runs in the Molecule sc
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tarfile
 from dataclasses import replace
@@ -13,9 +14,10 @@ from typing import Any
 import pytest
 from gpuhub_hub import hardening
 from gpuhub_hub.cluster import ClusterError, HomeRecords, node_down, node_usage, pick_node
+from gpuhub_hub.gpus import Allocation, Gpu, GpuPolicy, NoGpuFree
 from gpuhub_hub.homes import STARTER, WORK, main
 from gpuhub_hub.settings import SettingsError
-from gpuhub_hub.swarm import GpuhubSwarmSpawner, placement_problem
+from gpuhub_hub.swarm import GpuhubSwarmSpawner, no_gpu_message, placement_problem
 from hubsettings import SettingsFactory
 from test_config import load_hub, make_user
 
@@ -33,7 +35,6 @@ def cluster(state: Path, **values: Any) -> dict[str, Any]:  # noqa: ANN401
         "hub_image": "gpuhub/hub:current",
         "home_nodes_dir": str(state / "home-nodes"),
         "homes_mode": "local",
-        "gpu_resource": "NVIDIA-GPU",
         "servers_label": "gpuhub.servers",
         "gpu_model_label": "gpuhub.gpu.model",
         "placement_wait": 10,
@@ -77,12 +78,11 @@ def test_cluster_settings_choose_the_swarm_spawner(
     assert spawner.network_name == f"{shared}-alice" == spawner.user_network
     # Only keyword arguments create_service takes.
     assert set(spawner.extra_create_kwargs) == {"labels"}
-    resources = spawner._resources(profile.gpu.count)
+    resources = spawner._resources()
     assert resources["Limits"]["Pids"] == 300
     assert resources["Limits"]["MemoryBytes"] == resources["Reservations"]["MemoryBytes"]
-    assert resources["Reservations"]["GenericResources"] == [
-        {"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 1}}
-    ]
+    # GPUs are the hub's ledger, never Swarm reservations (see swarm.py).
+    assert "GenericResources" not in resources["Reservations"]
     spawner.home_node = "node2"
     assert spawner._constraints(profile) == [
         "node.labels.gpuhub.servers==true",
@@ -105,13 +105,72 @@ def test_bad_cluster_settings_are_named(
 
 
 def test_placement_messages_say_why_and_what_to_do() -> None:
-    gpus = placement_problem("no suitable node (insufficient resources on 2 nodes)", 1, 0, 4, "CPU")
-    assert gpus == (
+    down = placement_problem("no suitable node (scheduling constraints not satisfied)", "CPU")
+    assert down == (
+        "No node can run this server now (no suitable node (scheduling constraints not "
+        "satisfied)). Start the 'CPU' profile instead, or try again later."
+    )
+
+
+CLUSTER_GPUS = [
+    Gpu("GPU-a", 0, node="gpu01"),
+    Gpu("GPU-b", 1, node="gpu01"),
+    Gpu("GPU-c", 0, node="gpu02"),
+    Gpu("GPU-d", 1, node="gpu02"),
+]
+
+
+def test_no_gpu_messages_count_the_cluster_or_the_home_node() -> None:
+    one = GpuPolicy(mode="exclusive", count=1)
+    full = dict.fromkeys(["GPU-a", "GPU-b", "GPU-c", "GPU-d"], "someone")
+    assert no_gpu_message(one, CLUSTER_GPUS, full, "gpu01", "CPU") == (
         "No GPUs free: 4 of 4 in the cluster are in use and this profile needs 1. "
         "Start the 'CPU' profile instead, or try again later."
     )
-    down = placement_problem("no suitable node (scheduling constraints not satisfied)", 0, 0, 0, "")
-    assert down.startswith("No node can run this server now (no suitable node (scheduling")
+    home_full = dict.fromkeys(["GPU-a", "GPU-b"], "someone")
+    assert no_gpu_message(one, CLUSTER_GPUS, home_full, "gpu01", "") == (
+        "No GPUs free: 2 of 2 on node gpu01 (where your files are) are in use and this "
+        "profile needs 1. 2 are free on other nodes: an admin can move your files there "
+        "(gpuhub-admin user move)."
+    )
+
+
+def test_the_cluster_ledger_gives_each_server_gpus_of_its_node(
+    monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory, tmp_path: Path
+) -> None:
+    """The hub's ledger, not Swarm's reservations: devices of the home's node that no
+    service's gpuhub.gpus label names; NVIDIA_VISIBLE_DEVICES says which."""
+    spawner = swarm_spawner(monkeypatch, settings_file, tmp_path)
+    spawner.gpuhub_settings.spawner.__dict__["gpus"] = tuple(CLUSTER_GPUS)
+    GpuhubSwarmSpawner._gpu_allocator = None
+    services = [{"Spec": {"Name": "jupyter-bob", "Labels": {"gpuhub.gpus": "GPU-c"}}}]
+
+    async def docker(method: str, *args: object, **kwargs: object) -> object:
+        assert (method, kwargs) == ("services", {"filters": {"label": "gpuhub.gpus"}})
+        return services
+
+    monkeypatch.setattr(spawner, "docker", docker)
+    spawner.user_options = {"profile": "gpu"}
+    spawner.apply_profile()
+    assert spawner.environment["NVIDIA_VISIBLE_DEVICES"] == "void"  # no GPU yet
+    spawner.home_node = "gpu02"
+
+    def allocate(count: int) -> tuple[Allocation, str]:
+        return asyncio.run(spawner._allocate(GpuPolicy(mode="exclusive", count=count)))
+
+    allocation, node = allocate(1)
+    assert (allocation.device_ids, node) == (("GPU-d",), "gpu02")
+    spawner.apply_gpus(allocation)
+    assert spawner.environment["NVIDIA_VISIBLE_DEVICES"] == "GPU-d"
+    assert spawner.extra_container_spec["labels"]["gpuhub.gpus"] == "GPU-d"
+    assert "GPU-d" in spawner.environment["GPUHUB_GPUS"]
+    services.append({"Spec": {"Name": "jupyter-carol", "Labels": {"gpuhub.gpus": "GPU-d"}}})
+    with pytest.raises(NoGpuFree, match=r"on node gpu02 \(where your files are\)"):
+        allocate(1)
+    spawner.home_node = ""  # homes on NFS: any node with enough free
+    allocation, node = allocate(2)
+    assert (allocation.device_ids, node) == (("GPU-a", "GPU-b"), "gpu01")
+    GpuhubSwarmSpawner._gpu_allocator = None
 
 
 def test_new_homes_go_to_the_node_with_fewest() -> None:
@@ -167,18 +226,15 @@ def _node(node_id: str, hostname: str, uuids: list[str], state: str = "ready") -
     }
 
 
-def _task(node_id: str, user: str, state: str, gpus: int = 0) -> dict[str, Any]:
-    """A task record as Docker's API returns it (docker inspect <task>)."""
-    reservations: dict[str, Any] = {"MemoryBytes": 536870912}
-    if gpus:
-        reservations["GenericResources"] = [
-            {"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": gpus}}
-        ]
+def _task(node_id: str, user: str, state: str, gpus: str = "") -> dict[str, Any]:
+    """A task record as Docker's API returns it (docker inspect <task>); `gpus`: the
+    devices its server holds (the gpuhub.gpus label the spawner gives it)."""
+    labels = {"gpuhub.user": user, **({"gpuhub.gpus": gpus} if gpus else {})}
     return {
         "NodeID": node_id,
         "Spec": {
-            "ContainerSpec": {"Labels": {"gpuhub.user": user}},
-            "Resources": {"Reservations": reservations},
+            "ContainerSpec": {"Labels": labels},
+            "Resources": {"Reservations": {"MemoryBytes": 536870912}},
         },
         "Status": {"State": state},
     }
@@ -187,11 +243,11 @@ def _task(node_id: str, user: str, state: str, gpus: int = 0) -> dict[str, Any]:
 def test_node_usage_counts_gpus_reserved_by_placed_tasks_only() -> None:
     nodes = [_node("n2", "gpu02", ["GPU-c"]), _node("n1", "gpu01", ["GPU-a", "GPU-b"])]
     tasks = [
-        _task("n1", "alice", "running", gpus=1),
-        _task("n1", "bob", "starting", gpus=1),
+        _task("n1", "alice", "running", gpus="GPU-a"),
+        _task("n1", "bob", "starting", gpus="GPU-b"),
         _task("n2", "carol", "running"),
-        _task("n2", "dave", "shutdown", gpus=1),  # ended: holds nothing
-        {**_task("", "erin", "pending", gpus=1), "NodeID": ""},  # not placed
+        _task("n2", "dave", "shutdown", gpus="GPU-c"),  # ended: holds nothing
+        {**_task("", "erin", "pending", gpus="GPU-c"), "NodeID": ""},  # not placed
     ]
     usage = node_usage(nodes, tasks, "NVIDIA-GPU")
     assert [(n.hostname, n.gpus, n.gpus_reserved, n.users) for n in usage] == [

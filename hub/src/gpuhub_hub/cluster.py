@@ -24,6 +24,7 @@ from docker.types import (
     TaskTemplate,
 )
 
+from .gpus import LABEL as GPUS_LABEL
 from .gpus import USER_LABEL
 from .names import check_username
 
@@ -65,7 +66,7 @@ class NodeUsage:
     state: str  # ready, down...
     availability: str  # active, pause, drain
     gpus: int  # advertised units of the GPU resource kind
-    gpus_reserved: int  # reserved by its placed tasks
+    gpus_reserved: int  # held by its placed tasks (their gpuhub.gpus labels)
     users: tuple[str, ...]  # whose servers' tasks are placed there
 
 
@@ -82,7 +83,8 @@ def _units(resources: list[dict[str, Any]] | None, kind: str) -> int:
 def node_usage(
     nodes: list[dict[str, Any]], tasks: list[dict[str, Any]], kind: str
 ) -> list[NodeUsage]:
-    """Each node's GPUs and what its placed tasks (Docker's node and task records) reserve."""
+    """Each node's GPUs (advertised units of `kind`) and those its placed tasks hold
+    (Docker's node and task records)."""
     placed: dict[str, list[dict[str, Any]]] = {}
     for task in tasks:
         if task.get("NodeID") and task["Status"]["State"] in PLACED:
@@ -98,14 +100,7 @@ def node_usage(
                 availability=node["Spec"].get("Availability", ""),
                 gpus=_units(node["Description"].get("Resources", {}).get("GenericResources"), kind),
                 gpus_reserved=sum(
-                    _units(
-                        t["Spec"]
-                        .get("Resources", {})
-                        .get("Reservations", {})
-                        .get("GenericResources"),
-                        kind,
-                    )
-                    for t in mine
+                    len([d for d in lb.get(GPUS_LABEL, "").split(",") if d]) for lb in labels
                 ),
                 users=tuple(sorted({lb[USER_LABEL] for lb in labels if USER_LABEL in lb})),
             )
@@ -302,6 +297,24 @@ def user_network(
     network: attachable, and encrypted when that one is. A user's servers join only this
     network, so they reach the hub and are reached by the proxy, never another user's
     server. False when there is no such network (and `create` is false)."""
+    for _ in range(20):
+        try:
+            return _join_network(client, name, user, template, members, create)
+        except docker.errors.APIError as err:
+            if "not found" not in str(err).lower():
+                raise
+            time.sleep(0.5)  # the engine still knew the network a last stop removed
+    raise ClusterError(f"The network {name} could not be made now: try again in a minute.")
+
+
+def _join_network(
+    client: docker.APIClient,
+    name: str,
+    user: str,
+    template: str,
+    members: tuple[str, ...],
+    create: bool,
+) -> bool:
     try:
         network = client.inspect_network(name)
     except docker.errors.NotFound:

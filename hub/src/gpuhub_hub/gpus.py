@@ -48,6 +48,8 @@ class Gpu:
     # Reported by the gpu_facts role; informational.
     mig_mode: str = ""
     driver_version: str = ""
+    # Cluster mode: the Swarm node (its hostname) the GPU is on; '' on one host.
+    node: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def in_mig_mode(gpu: Gpu) -> bool:
     return bool(gpu.mig_devices) or gpu.mig_mode.lower() == "enabled"
 
 
-def _devices(policy: GpuPolicy, gpus: Sequence[Gpu], held: dict[str, str]) -> tuple[int, list[str]]:
+def pool(policy: GpuPolicy, gpus: Sequence[Gpu], held: dict[str, str]) -> tuple[int, list[str]]:
     """(how many devices the policy's pool has, the free ones in order)."""
     gpus = [g for g in gpus if not policy.model or g.name == policy.model]
     if policy.mode == "mig":
@@ -141,17 +143,28 @@ def choose(
     """The devices a new server gets under `policy`, given what is held."""
     if policy.mode == "none":
         return Allocation((), exclusive=False)
-    total, free = _devices(policy, gpus, held)
+    total, free = pool(policy, gpus, held)
     shared = policy.mode == "shared"
-    needed = 1 if shared else policy.count
-    if len(free) >= needed:
-        return Allocation(tuple(free if shared else free[:needed]), exclusive=not shared)
+    if len(free) >= needed_devices(policy):
+        return Allocation(tuple(free if shared else free[: policy.count]), exclusive=not shared)
+    raise NoGpuFree(shortage(policy, total, len(free), fallback))
+
+
+def needed_devices(policy: GpuPolicy) -> int:
+    return 1 if policy.mode == "shared" else policy.count
+
+
+def shortage(
+    policy: GpuPolicy, total: int, free: int, fallback: str, where: str = "", more: str = ""
+) -> str:
+    """What a user is told when `policy` finds too few of `total` devices free (`where`:
+    " in the cluster"...; `more`: a sentence to add before the way out)."""
     what = f"MIG {policy.mig_profile} slices" if policy.mode == "mig" else "GPUs"
     what += f" of model {policy.model}" if policy.model else ""
     instead = f" Start the '{fallback}' profile instead, or try again later." if fallback else ""
-    raise NoGpuFree(
-        f"No {what} free: {total - len(free)} of {total} are in use and this "
-        f"profile needs {needed}.{instead}"
+    return (
+        f"No {what} free: {total - free} of {total}{where} are in use and this "
+        f"profile needs {needed_devices(policy)}.{more}{instead}"
     )
 
 

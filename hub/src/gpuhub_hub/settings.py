@@ -229,8 +229,6 @@ class Cluster:
     # One file per user naming the node their home is on (homes mode `local`).
     home_nodes_dir: str
     homes_mode: Literal["local", "nfs"]
-    # The Swarm generic resource kind nodes advertise one unit of per GPU.
-    gpu_resource: str
     # Node labels: nodes that run user servers (value "true"), and a node's GPU model.
     servers_label: str
     gpu_model_label: str

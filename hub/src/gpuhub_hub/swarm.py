@@ -5,10 +5,15 @@ Each server is a Swarm service on a node labelled to run user servers:
 - Its image is the profile's, run by the digest the hub host's registry gave it, so every
   node runs the same bytes.
 - Its memory limit is a Swarm reservation too, so Swarm never puts more memory on a node
-  than it has; exclusive GPUs are reservations of the nodes' generic resources (one
-  unit per GPU UUID), so Swarm itself keeps the cluster's GPU ledger and a server that
-  finds none free stays Pending. Past `cluster.placement_wait` it is removed and its user
-  told why, never left to hang until the start timeout.
+  than it has. A server Swarm cannot place within `cluster.placement_wait` is removed and
+  its user told why, never left to hang until the start timeout.
+- GPUs: the hub's own allocator (gpus.py, one ledger as on one host) hands out devices
+  of the node the server is pinned to (its home's node; with NFS homes the first node
+  with enough free), read from the `gpuhub.gpus` labels of the servers' services; the
+  service gets NVIDIA_VISIBLE_DEVICES (the nodes' default runtime is NVIDIA's). Not
+  Swarm's generic-resource reservations: SwarmKit's constraint enforcer rejects a running
+  task holding a named generic resource whenever its node is updated (a new network
+  attachment is enough), which would kill users' GPU servers (docker/cli#1805).
 - Its API token is a Swarm secret (mode 0400, owned by the user's uid), mounted where
   hardening.ENTRYPOINT reads it; the secret goes with the service.
 - Confinement: every capability dropped, the pids limit, the users' uid:gid; the engine's
@@ -28,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,24 +50,38 @@ from tornado import web
 
 from . import cluster as c
 from . import hardening
-from .cluster import ClusterError, node_down, node_usage, pick_node
-from .gpus import USER_LABEL
+from .cluster import ClusterError, node_down, pick_node
+from .gpus import LABEL as GPUS_LABEL
+from .gpus import USER_LABEL, Allocation, Gpu, GpuPolicy, NoGpuFree, choose, held_devices
+from .gpus import pool as gpu_pool
+from .gpus import shortage as gpu_shortage
 from .settings import Cluster, Profile
 from .spawner import GpuhubSpawner
 
 SECRET_LABEL = "gpuhub.token-of"  # noqa: S105 (a label: the service a token secret is for)
-NO_RESOURCES = re.compile(r"insufficient resources", re.I)
 
 
-def placement_problem(error: str, gpus: int, free: int, total: int, fallback: str) -> str:
+def placement_problem(error: str, fallback: str) -> str:
     """What a user is told when Swarm could not place their server (its task's Err)."""
     instead = f" Start the '{fallback}' profile instead, or try again later." if fallback else ""
-    if gpus and NO_RESOURCES.search(error):
-        return (
-            f"No GPUs free: {total - free} of {total} in the cluster are in use and this "
-            f"profile needs {gpus}.{instead}"
-        )
     return f"No node can run this server now ({error or 'no suitable node'}).{instead}"
+
+
+def no_gpu_message(
+    policy: GpuPolicy, gpus: list[Gpu], held: dict[str, str], home: str, fallback: str
+) -> str:
+    """Why no node could give a server its GPUs: the cluster's count, or, when only the
+    node with the user's files is full, that node's and how to use the others."""
+    total, free = gpu_pool(policy, gpus, held)
+    if home and len(free) >= policy.count:
+        there, there_free = gpu_pool(policy, [g for g in gpus if g.node == home], held)
+        more = (
+            f" {len(free) - len(there_free)} are free on other nodes: an admin can move "
+            "your files there (gpuhub-admin user move)."
+        )
+        where = f" on node {home} (where your files are)"
+        return gpu_shortage(policy, there, len(there_free), fallback, where, more)
+    return gpu_shortage(policy, total, len(free), fallback, " in the cluster")
 
 
 class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
@@ -181,10 +199,23 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         )
 
     async def create_object(self) -> Any:  # noqa: ANN401
-        """The service, on its user's own network (made now if missing)."""
+        """The service, on its user's own network (made now if missing); a GPU profile's
+        devices are taken from the ledger until the service exists with its label."""
         async with self._network_lock():
             await self._join_network(create=True)
-            return await super().create_object()
+            policy = self._gpu_policy
+            if policy is None or policy.mode == "none":
+                return await super().create_object()
+            async with self.gpu_allocator.lock:
+                allocation, node = await self._allocate(policy)
+                self.apply_gpus(allocation)
+                self.log.info(
+                    "%s gets GPUs %s on %s", self.user.name, ",".join(allocation.device_ids), node
+                )
+                constraints = list(self._placement.get("Constraints") or [])
+                constraints.append(f"node.hostname=={node}")
+                self.extra_task_spec["placement"] = Placement(constraints=sorted(set(constraints)))
+                return await super().create_object()
 
     async def _drop_network(self) -> None:
         async with self._network_lock():
@@ -201,6 +232,44 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         if status is None:
             await self._join_network(create=False)
         return status
+
+    # --- GPUs ----------------------------------------------------------------------------
+
+    _gpu_policy: GpuPolicy | None = None
+    _placement: Placement = Placement()
+
+    async def _gpu_services(self) -> list[dict[str, Any]]:
+        """The servers' services holding GPUs, as the ledger (held_devices) reads them."""
+        services = await self.docker("services", filters={"label": GPUS_LABEL})
+        return [
+            {
+                "Labels": s["Spec"].get("Labels") or {},
+                "State": "running",
+                "Names": [s["Spec"]["Name"]],
+            }
+            for s in services
+        ]
+
+    async def _allocate(self, policy: GpuPolicy) -> tuple[Allocation, str]:
+        """Inside the allocator's lock: the devices and their node. Homes mode local: the
+        node of the user's home; nfs: the first node with enough free."""
+        gpus = list(self.gpu_allocator.gpus)
+        held = held_devices(await self._gpu_services())
+        home = getattr(self, "home_node", "")
+        fallback = self.cpu_fallback()
+        for node in [home] if home else sorted({g.node for g in gpus}):
+            try:
+                return choose(policy, [g for g in gpus if g.node == node], held, fallback), node
+            except NoGpuFree:
+                continue
+        raise NoGpuFree(no_gpu_message(policy, gpus, held, home, fallback))
+
+    def apply_gpus(self, allocation: Allocation) -> None:
+        """Labels and GPUHUB_GPUS as on one host; the devices through NVIDIA_VISIBLE_DEVICES
+        (services take no device requests): "void" hides every GPU, whatever the image says."""
+        super().apply_gpus(allocation)
+        self.extra_host_config = {}
+        self.environment["NVIDIA_VISIBLE_DEVICES"] = ",".join(allocation.device_ids) or "void"
 
     # --- images, token, spec ------------------------------------------------------------
 
@@ -247,18 +316,14 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
             "cap_drop": ["ALL"],
             "labels": labels,
         }
-        self.environment.pop("GPUHUB_GPUS", None)
         return profile
 
-    def _resources(self, gpus: int) -> Resources:
+    def _resources(self) -> Resources:
         cpu = int(self.cpu_limit * 1e9) if self.cpu_limit else None
         # Memory is reserved as well as limited, so Swarm never puts more on a node than
         # it has; CPU time is shared (limited, not reserved), as on one host.
         resources = Resources(
-            cpu_limit=cpu,
-            mem_limit=self.mem_limit,
-            mem_reservation=self.mem_limit,
-            generic_resources={self.cluster.gpu_resource: gpus} if gpus else None,
+            cpu_limit=cpu, mem_limit=self.mem_limit, mem_reservation=self.mem_limit
         )
         resources.setdefault("Limits", {})["Pids"] = self.gpuhub_settings.spawner.pids_limit
         return resources
@@ -273,9 +338,6 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         return constraints
 
     async def start_profile(self, profile: Profile) -> Any:  # noqa: ANN401
-        gpus = profile.gpu.count if profile.gpu.mode == "exclusive" else 0
-        if profile.gpu.mode == "mig":
-            raise web.HTTPError(501, "MIG profiles are not available in cluster mode yet.")
         spawner = self.gpuhub_settings.spawner
         self.image = await self._registry_image(profile.image)
         self.extra_container_spec["secrets"] = [
@@ -287,19 +349,20 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
                 mode=0o400,
             )
         ]
+        self._placement = Placement(constraints=self._constraints(profile))
         self.extra_task_spec = {
-            "resources": self._resources(gpus),
-            "placement": Placement(constraints=self._constraints(profile)),
+            "resources": self._resources(),
+            "placement": self._placement,
             "restart_policy": RestartPolicy(condition="on-failure", max_attempts=3),
         }
-        self._placement_gpus = gpus
+        self._gpu_policy = profile.gpu
         try:
             return await super(GpuhubSpawner, self).start()
         except Exception as err:
             await self._remove_service(self.service_name)
             await self._remove_secrets()
             await self._drop_network()
-            if isinstance(err, ClusterError):
+            if isinstance(err, ClusterError | NoGpuFree):
                 raise web.HTTPError(503, str(err)) from None
             raise
 
@@ -316,25 +379,9 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
                 self.cluster.placement_wait,
             )
         except c.Unplaced as unplaced:
-            raise ClusterError(await self._placement_message(str(unplaced))) from None
+            raise ClusterError(placement_problem(str(unplaced), self.cpu_fallback())) from None
         if state != "running":
             raise RuntimeError(f"Service {self.service_name} not running: {state} {error}")
-
-    async def _placement_message(self, error: str) -> str:
-        total = free = 0
-        if self._placement_gpus:
-            total, held = await self._gpu_counts()
-            free = total - held
-        return placement_problem(error, self._placement_gpus, free, total, self.cpu_fallback())
-
-    async def _gpu_counts(self) -> tuple[int, int]:
-        """GPUs the server nodes advertise, and those placed tasks reserve."""
-        nodes = await self.docker(
-            "nodes", filters={"node.label": f"{self.cluster.servers_label}=true"}
-        )
-        tasks = await self.docker("tasks", filters={"desired-state": "running"})
-        usage = node_usage(nodes, tasks, self.cluster.gpu_resource)
-        return sum(n.gpus for n in usage), sum(n.gpus_reserved for n in usage)
 
     async def _remove_service(self, name: str) -> None:
         await asyncio.to_thread(c.remove_service, self.client, name)

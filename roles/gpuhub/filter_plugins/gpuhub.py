@@ -10,9 +10,10 @@
 - `hosts | gpuhub_cluster_addresses(hostvars)`: {host: the address other cluster hosts
   reach it at}: its inventory's gpuhub_cluster_address, else its gathered default IPv4, else ''.
 - `hosts | gpuhub_hosts_gpus(hostvars)`: {host: its GPUs}: its inventory's gpuhub_gpus, else
-  the gpu_facts role's fact (what the gpuhub_gpus default reads on the host itself).
-- `nodes | gpuhub_swarm_status(tasks, kind)`: a line per swarm node (state, GPUs reserved of
-  advertised, whose servers run there), counted by the hub's own cluster.node_usage.
+  the gpu_facts role's fact (what the gpuhub_gpus default reads on the host itself);
+  `that | gpuhub_gpus_on_nodes(hostvars)`: all of them in one list, each with its `node`.
+- `nodes | gpuhub_swarm_status(tasks, kind)`: a line per swarm node (state, GPUs its
+  servers hold of those it advertises, whose servers run there), by cluster.node_usage.
 - `settings | gpuhub_settings_problem`: the hub's own settings loader, run on the control
   node; '' or its message, led by the jupyterhub_* variable the failing setting is rendered
   from (per __jupyterhub_settings in roles/jupyterhub/vars/main.yml).
@@ -153,6 +154,19 @@ def gpuhub_hosts_gpus(hosts: list[str], hostvars: Any) -> dict[str, list[dict[st
     return found
 
 
+def gpuhub_gpus_on_nodes(
+    by_host: dict[str, list[dict[str, Any]]],
+    hostvars: Any,  # noqa: ANN401
+) -> list[dict[str, Any]]:
+    """Every node's GPUs in one list, each with `node`: the node's Swarm hostname (its
+    nodename fact; the inventory name before facts are gathered)."""
+    found = []
+    for host, gpus in by_host.items():
+        node = hostvars[host].get("ansible_facts", {}).get("nodename") or host
+        found += [{**gpu, "node": node} for gpu in gpus]
+    return found
+
+
 def gpuhub_swarm_status(
     nodes: list[dict[str, Any]], tasks: list[dict[str, Any]], kind: str
 ) -> list[str]:
@@ -178,5 +192,6 @@ class FilterModule:
             "gpuhub_cluster_addresses": gpuhub_cluster_addresses,
             "gpuhub_hosts_gpus": gpuhub_hosts_gpus,
             "gpuhub_swarm_status": gpuhub_swarm_status,
+            "gpuhub_gpus_on_nodes": gpuhub_gpus_on_nodes,
             "gpuhub_singleuser_image": gpuhub_singleuser_image,
         }

@@ -17,7 +17,7 @@ from hubclient import HubClient, HubError
 from netprobe import probe
 from testhost import TestHost, UserFactory, ok
 
-GPU_VARIABLE = "DOCKER_RESOURCE_NVIDIA-GPU"
+GPU_VARIABLE = "NVIDIA_VISIBLE_DEVICES"  # what NVIDIA's runtime (the nodes' default) reads
 
 
 def node_names() -> list[str]:
@@ -78,8 +78,8 @@ def container_of(host: TestHost, nodes: dict[str, TestHost], user: str) -> tuple
 
 
 def gpu_of(host: TestHost, nodes: dict[str, TestHost], user: str) -> str:
-    """The GPU UUID Swarm gave `user`'s server: the variable in its container's
-    configuration, which the NVIDIA runtime reads (swarm-resource) to expose that device."""
+    """The GPU UUID the hub gave `user`'s server: the variable in its container's
+    configuration, which the NVIDIA runtime reads to expose that device."""
     node, container = container_of(host, nodes, user)
     env = json.loads(node.run("docker", "inspect", "-f", "{{json .Config.Env}}", container))
     found = [v.split("=", 1)[1] for v in env if v.startswith(GPU_VARIABLE + "=")]
