@@ -14,7 +14,7 @@ SCENARIOS ?= docker tls default cluster
 DEMO_SCENARIO := demo
 TESTHOST_ENV := eval "$$(molecule/testhost/env.sh)"
 
-.PHONY: help prereqs reports bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean bench
+.PHONY: help prereqs reports bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean bench bench-cluster
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -84,6 +84,11 @@ bench: bootstrap testhost ## Benchmarks: converge, spawn latency, load, backup (
 	    "$(BENCH_SPAWN)" "$(BENCH_LOAD)" "$(BENCH_BACKUP)" "$$(git rev-parse --short HEAD)"; \
 	  cat $(BENCH_RESULTS)/converge.md $(BENCH_RESULTS)/spawn.md $(BENCH_RESULTS)/load.md \
 	    $(BENCH_RESULTS)/backup.md; } > $(BENCH_RESULTS)/README.md
+
+bench-cluster: bootstrap testhost ## Spawn latency on the Molecule cluster scenario (bench/results/spawn-cluster.*)
+	$(TESTHOST_ENV); status=0; \
+	{ $(BIN)/molecule converge -s cluster && $(BIN)/python bench/spawn.py --cluster $(BENCH_SPAWN); } || status=$$?; \
+	[ -n "$(BENCH_KEEP)" ] || $(BIN)/molecule destroy -s cluster >/dev/null; exit $$status
 
 clean: ## Remove the virtualenv and caches (not the test-host image)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

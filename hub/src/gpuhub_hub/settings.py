@@ -236,7 +236,7 @@ class Cluster:
     # is up) before it is removed and its user told why.
     placement_wait: int
     # The hub host's hub and proxy containers: each user's own overlay network (made at
-    # their first start, gone after their last stop) has these, and that user's servers.
+    # their first start, removed with the user) has these, and that user's servers.
     hub_containers: tuple[str, ...]
     # Homes mode `nfs`: the server exporting the homes folder (each user's home is
     # <nfs_export>/<user> there), and mount options beyond addr=.

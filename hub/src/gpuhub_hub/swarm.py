@@ -19,9 +19,9 @@ Each server is a Swarm service on a node labelled to run user servers:
 - Confinement: every capability dropped, the pids limit, the users' uid:gid; the engine's
   own `no-new-privileges` (daemon.json) covers services too.
 - Networks: each user's servers join that user's own attachable overlay network, shared
-  with the hub and proxy containers only (made at the user's first start, removed after
-  their last stop), so one user's server never reaches another's. A poll reconnects the
-  hub and proxy after either was recreated.
+  with the hub and proxy containers only (made at the user's first start, removed when
+  the user is deleted), so one user's server never reaches another's. A poll reconnects
+  the hub and proxy after either was recreated.
 - Homes (mode `local`): a user's home lives on one node. The first server of a user
   picks the node with the fewest homes, makes the home there with the hub image's own
   code (homes.ensure_home, as a one-shot service) and records the node; every later
@@ -361,7 +361,6 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         except Exception as err:
             await self._remove_service(self.service_name)
             await self._remove_secrets()
-            await self._drop_network()
             if isinstance(err, ClusterError | NoGpuFree):
                 raise web.HTTPError(503, str(err)) from None
             raise
@@ -395,4 +394,9 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         if service:
             await asyncio.to_thread(c.wait_gone, self.client, service, 60)
         await self._remove_secrets()
+
+    async def delete_forever(self) -> None:
+        """The user (or this named server) is deleted: the user's own network goes once no
+        service of theirs is left. Stopping keeps it, so a restart need not make it again
+        (and no network of the same name is still going away)."""
         await self._drop_network()

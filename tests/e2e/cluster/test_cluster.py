@@ -360,6 +360,8 @@ def test_removing_a_user_archives_and_purges_their_home_on_its_node(
     assert gone != 0, "the home is still on its node"
     record = host.container.exec_run(["test", "-e", host.path("state", "home-nodes", name)])
     assert record.exit_code != 0, "the hub still records a home"
+    networks = ("docker", "network", "ls", "-q", "--filter", f"label=gpuhub.network-of={name}")
+    assert not host.run(*networks).split(), "the user's own network outlived her"
     host.run(*remove, "--purge")
     left = node.container.exec_run(["test", "-e", node.path("archive", name)]).exit_code
     assert left != 0, "the archive is still on the node"
