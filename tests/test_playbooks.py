@@ -279,6 +279,12 @@ def _cluster_inventory(path: Path, hubs: list[str], nodes: list[str]) -> Path:
             {"gpuhub_homes_mode": "afs"},
             "value of gpuhub_homes_mode must be one of: local, nfs, got: afs",
         ),
+        (
+            ["hub1"],
+            ["node1"],
+            {"gpuhub_homes_mode": "nfs", "gpuhub_homes_nfs_export": "/data/homes"},
+            "when the hub host serves them the export is its homes folder, /srv/jupyterhub/home",
+        ),
     ],
 )
 def test_bad_cluster_inventories_fail_at_preflight(
@@ -299,3 +305,36 @@ def test_bad_cluster_inventories_fail_at_preflight(
     assert "PLAY [GPUs" not in out, "a play after preflight started"
     changed, failed = recap(out)
     assert (changed, failed) == (0, len(set(hubs + nodes)))
+
+
+def test_the_nfs_export_names_only_the_nodes(tmp_path: Path) -> None:
+    """Homes mode nfs (untestable here: no kernel NFS): the hub host's exports file, rendered
+    by Ansible itself, gives the homes folder to each node's address, root squashed."""
+    facts = {
+        "gpuhub_homes_nfs_export": "/srv/jupyterhub/home",
+        "gpuhub_cluster_nodes": ["gpu01", "gpu02"],
+        "gpuhub_cluster_addresses": {"hub": "10.1.0.1", "gpu01": "10.1.0.11", "gpu02": "10.1.0.12"},
+    }
+    rendered = tmp_path / "gpuhub.exports"
+    template = "roles/jupyterhub_storage/templates/gpuhub.exports.j2"
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible"),
+            "localhost",
+            "-m",
+            "ansible.builtin.copy",
+            "-a",
+            f"content={{{{ lookup('template', '{template}') }}}} dest={rendered}",
+            "-e",
+            json.dumps(facts),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in rendered.read_text().splitlines() if not line.startswith("#")]
+    options = "(rw,sync,no_subtree_check,root_squash,sec=sys)"
+    assert lines == [f"/srv/jupyterhub/home 10.1.0.11{options} 10.1.0.12{options}"]
