@@ -32,6 +32,7 @@ from .names import check_username
 PLACED = {"assigned", "accepted", "preparing", "starting", "ready", "running"}
 ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
 ONE_SHOT_LABEL = "gpuhub.one-shot"  # one-shot services: what they are for
+SECRET_LABEL = "gpuhub.token-of"  # noqa: S105 (a label: the service a token secret is for)
 MOVING = "moving"
 
 

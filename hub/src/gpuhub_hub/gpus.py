@@ -26,6 +26,7 @@ from docker.types import DeviceRequest
 USER_LABEL = "gpuhub.user"  # whose server a container is
 LABEL = "gpuhub.gpus"  # devices held exclusively
 SHARED_LABEL = "gpuhub.gpus.shared"  # devices visible to a `shared` server (held by no one)
+DESCRIPTION_LABEL = "gpuhub.gpus.description"  # what a server holds, in words (status.yml)
 GONE = ("exited", "dead", "removing")
 CREATED = "created"  # made but never started: holds its GPUs only while it may still start
 Lister = Callable[[], Awaitable[list[dict[str, Any]]]]

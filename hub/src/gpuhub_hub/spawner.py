@@ -13,6 +13,7 @@ from traitlets import Instance, default
 
 from . import hardening
 from .gpus import (
+    DESCRIPTION_LABEL,
     LABEL,
     SHARED_LABEL,
     USER_LABEL,
@@ -26,9 +27,8 @@ from .names import server_name_problem
 from .policy import allowed_profiles, choose_profile, effective_limits
 from .settings import Profile, Settings
 
-# The GPUs a server holds, as its user sees them (environment) and admins (label).
+# The GPUs a server holds, as its user sees them (environment; admins: DESCRIPTION_LABEL).
 GPUS_VARIABLE = "GPUHUB_GPUS"
-DESCRIPTION_LABEL = "gpuhub.gpus.description"
 
 
 class GpuhubSpawner(DockerSpawner):

@@ -50,15 +50,13 @@ from tornado import web
 
 from . import cluster as c
 from . import hardening
-from .cluster import ClusterError, node_down, pick_node
+from .cluster import SECRET_LABEL, ClusterError, node_down, pick_node
 from .gpus import LABEL as GPUS_LABEL
 from .gpus import USER_LABEL, Allocation, Gpu, GpuPolicy, NoGpuFree, choose, held_devices
 from .gpus import pool as gpu_pool
 from .gpus import shortage as gpu_shortage
 from .settings import Cluster, Profile
 from .spawner import GpuhubSpawner
-
-SECRET_LABEL = "gpuhub.token-of"  # noqa: S105 (a label: the service a token secret is for)
 
 
 def placement_problem(error: str, fallback: str) -> str:

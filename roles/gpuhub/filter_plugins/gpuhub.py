@@ -1,6 +1,9 @@
 """Filters that apply gpuhub's shared rules in Ansible with the same code the hub runs
 (hub/src/gpuhub_hub) or, for addresses, Python's ipaddress, so no rule has a second copy.
 
+- `'' | gpuhub_labels`: the Docker labels the hub puts on user containers, services, token
+  secrets and users' networks, by what they mark (user, gpus, gpus_description, token,
+  network).
 - `name | gpuhub_username_problem`: '' or why `name` cannot be a user name;
   `name | gpuhub_group_problem`: the same for a group name.
 - `subnet | gpuhub_users_network`: the users network's addresses (gateway, hub, proxy, the
@@ -43,6 +46,22 @@ CURRENT = "current"
 def _hub() -> None:
     if str(HUB_SRC) not in sys.path:
         sys.path.insert(0, str(HUB_SRC))
+
+
+def gpuhub_labels(_: object) -> dict[str, str]:
+    """The Docker labels the hub puts on what it makes, by what they mark (the hub's own
+    constants): playbooks find user containers, services, secrets and networks by them."""
+    _hub()
+    from gpuhub_hub.cluster import NETWORK_LABEL, SECRET_LABEL
+    from gpuhub_hub.gpus import DESCRIPTION_LABEL, LABEL, USER_LABEL
+
+    return {
+        "user": USER_LABEL,
+        "gpus": LABEL,
+        "gpus_description": DESCRIPTION_LABEL,
+        "token": SECRET_LABEL,
+        "network": NETWORK_LABEL,
+    }
 
 
 def gpuhub_username_problem(name: object) -> str:
@@ -193,5 +212,6 @@ class FilterModule:
             "gpuhub_hosts_gpus": gpuhub_hosts_gpus,
             "gpuhub_swarm_status": gpuhub_swarm_status,
             "gpuhub_gpus_on_nodes": gpuhub_gpus_on_nodes,
+            "gpuhub_labels": gpuhub_labels,
             "gpuhub_singleuser_image": gpuhub_singleuser_image,
         }
