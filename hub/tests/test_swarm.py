@@ -17,6 +17,7 @@ from gpuhub_hub.cluster import ClusterError, HomeRecords, node_down, node_usage,
 from gpuhub_hub.gpus import Allocation, Gpu, GpuPolicy, NoGpuFree
 from gpuhub_hub.homes import STARTER, WORK, main
 from gpuhub_hub.settings import SettingsError
+from gpuhub_hub.spawner import GpuhubSpawner
 from gpuhub_hub.swarm import GpuhubSwarmSpawner, no_gpu_message, placement_problem
 from hubsettings import SettingsFactory
 from test_config import load_hub, make_user
@@ -140,9 +141,10 @@ def test_the_cluster_ledger_gives_each_server_gpus_of_its_node(
 ) -> None:
     """The hub's ledger, not Swarm's reservations: devices of the home's node that no
     service's gpuhub.gpus label names; NVIDIA_VISIBLE_DEVICES says which."""
-    spawner = swarm_spawner(monkeypatch, settings_file, tmp_path)
-    spawner.gpuhub_settings.spawner.__dict__["gpus"] = tuple(CLUSTER_GPUS)
-    GpuhubSwarmSpawner._gpu_allocator = None
+    gpus = [{"uuid": g.uuid, "index": g.index, "node": g.node} for g in CLUSTER_GPUS]
+    spawner = swarm_spawner(monkeypatch, settings_file, tmp_path, gpus=gpus)
+    # The hub's one allocator is made from these settings' GPUs (not another test's).
+    monkeypatch.setattr(GpuhubSpawner, "_gpu_allocator", None)
     services = [{"Spec": {"Name": "jupyter-bob", "Labels": {"gpuhub.gpus": "GPU-c"}}}]
 
     async def docker(method: str, *args: object, **kwargs: object) -> object:
@@ -170,7 +172,6 @@ def test_the_cluster_ledger_gives_each_server_gpus_of_its_node(
     spawner.home_node = ""  # homes on NFS: any node with enough free
     allocation, node = allocate(2)
     assert (allocation.device_ids, node) == (("GPU-a", "GPU-b"), "gpu01")
-    GpuhubSwarmSpawner._gpu_allocator = None
 
 
 def test_new_homes_go_to_the_node_with_fewest() -> None:

@@ -332,11 +332,16 @@ def _join_network(
             check_duplicate=True,
         )
         network = client.inspect_network(name)
-    attached = set(network.get("Containers") or {})
+    attached = _attached(network)
     for member in members:
-        if client.inspect_container(member)["Id"] not in attached:
+        if member not in attached:
             client.connect_container_to_network(member, network["Id"])
     return True
+
+
+def _attached(network: dict[str, Any]) -> set[str]:
+    """Names of this host's containers on `network` (its inspect record)."""
+    return {c.get("Name", "") for c in (network.get("Containers") or {}).values()}
 
 
 def drop_user_network(
@@ -349,9 +354,8 @@ def drop_user_network(
         network = client.inspect_network(name)
     except docker.errors.NotFound:
         return False
-    for member in members:
-        if any(c.get("Name") == member for c in (network.get("Containers") or {}).values()):
-            client.disconnect_container_from_network(member, network["Id"], force=True)
+    for member in set(members) & _attached(network):
+        client.disconnect_container_from_network(member, network["Id"], force=True)
     _remove_network(client, name)
     return True
 

@@ -52,7 +52,16 @@ from . import cluster as c
 from . import hardening
 from .cluster import SECRET_LABEL, ClusterError, node_down, pick_node
 from .gpus import LABEL as GPUS_LABEL
-from .gpus import USER_LABEL, Allocation, Gpu, GpuPolicy, NoGpuFree, choose, held_devices
+from .gpus import (
+    USER_LABEL,
+    Allocation,
+    Gpu,
+    GpuPolicy,
+    NoGpuFree,
+    choose,
+    held_devices,
+    needed_devices,
+)
 from .gpus import pool as gpu_pool
 from .gpus import shortage as gpu_shortage
 from .settings import Cluster, Profile
@@ -71,7 +80,7 @@ def no_gpu_message(
     """Why no node could give a server its GPUs: the cluster's count, or, when only the
     node with the user's files is full, that node's and how to use the others."""
     total, free = gpu_pool(policy, gpus, held)
-    if home and len(free) >= policy.count:
+    if home and len(free) >= needed_devices(policy):
         there, there_free = gpu_pool(policy, [g for g in gpus if g.node == home], held)
         more = (
             f" {len(free) - len(there_free)} are free on other nodes: an admin can move "
@@ -210,9 +219,10 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
                 self.log.info(
                     "%s gets GPUs %s on %s", self.user.name, ",".join(allocation.device_ids), node
                 )
-                constraints = list(self._placement.get("Constraints") or [])
-                constraints.append(f"node.hostname=={node}")
-                self.extra_task_spec["placement"] = Placement(constraints=sorted(set(constraints)))
+                # The devices' node (in homes mode local, the home's, already pinned).
+                constraints = self.extra_task_spec["placement"].get("Constraints") or []
+                pinned = {*constraints, f"node.hostname=={node}"}
+                self.extra_task_spec["placement"] = Placement(constraints=sorted(pinned))
                 return await super().create_object()
 
     async def _drop_network(self) -> None:
@@ -234,7 +244,6 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
     # --- GPUs ----------------------------------------------------------------------------
 
     _gpu_policy: GpuPolicy | None = None
-    _placement: Placement = Placement()
 
     async def _gpu_services(self) -> list[dict[str, Any]]:
         """The servers' services holding GPUs, as the ledger (held_devices) reads them."""
@@ -347,10 +356,9 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
                 mode=0o400,
             )
         ]
-        self._placement = Placement(constraints=self._constraints(profile))
         self.extra_task_spec = {
             "resources": self._resources(),
-            "placement": self._placement,
+            "placement": Placement(constraints=self._constraints(profile)),
             "restart_policy": RestartPolicy(condition="on-failure", max_attempts=3),
         }
         self._gpu_policy = profile.gpu
