@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 
 from common import Timer, bench_host, plot, write
-from testhost import TestHost, restic_added_bytes
+from testhost import RESTIC, TestHost, restic_added_bytes
 
-RESTIC = "set -a; . /etc/gpuhub-backup/env; set +a; exec restic "
 FILES_PER_HOME = 10
 
 
@@ -29,25 +28,16 @@ def backup(host: TestHost, command: str) -> tuple[float, int]:
     return timer.seconds, added
 
 
-def cron_command(host: TestHost) -> str:
-    line = next(
-        line
-        for line in host.run("cat", "/etc/cron.d/gpuhub-backup").splitlines()
-        if line[:1].isdigit()
-    )
-    return " ".join(line.split()[6:])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--gib", type=float, default=1.0, help="data to back up")
     parser.add_argument("--homes", type=int, default=20)
     args = parser.parse_args()
     host = bench_host()
-    command = cron_command(host)
+    command = host.backup_command()
     # A fresh repository on the (throwaway) bench host, so the first backup is a first one.
     repository = host.fact("backup_repository")
-    host.run("sh", "-c", f"rm -rf {repository}/* && " + RESTIC + "init >/dev/null")
+    host.run("sh", "-c", f"rm -rf {repository}/* && {RESTIC} init >/dev/null")
     file_mib = max(1, round(args.gib * 1024 / (args.homes * FILES_PER_HOME)))
     homes = [host.path("home", f"bench{i:02d}") for i in range(1, args.homes + 1)]
     owner = ":".join(host.user_ids())
@@ -73,7 +63,7 @@ def main() -> None:
         host.run(
             "sh",
             "-c",
-            RESTIC + f"restore latest --target /root/bench-restore --include {host.path('home')}",
+            f"{RESTIC} restore latest --target /root/bench-restore --include {host.path('home')}",
         )
     host.run("rm", "-rf", "/root/bench-restore")
     gib = data_bytes / 1024**3

@@ -309,9 +309,11 @@ def test_bad_cluster_inventories_fail_at_preflight(
 
 def test_the_nfs_export_names_only_the_nodes(tmp_path: Path) -> None:
     """Homes mode nfs (untestable here: no kernel NFS): the hub host's exports file, rendered
-    by Ansible itself, gives the homes folder to each node's address, root squashed."""
+    by Ansible itself, gives the homes folder to each node's address, root squashed, and
+    the shared folder read-only."""
     facts = {
         "gpuhub_homes_nfs_export": "/srv/jupyterhub/home",
+        "gpuhub_homes_nfs_shared_export": "/srv/jupyterhub/shared",
         "gpuhub_cluster_nodes": ["gpu01", "gpu02"],
         "gpuhub_cluster_addresses": {"hub": "10.1.0.1", "gpu01": "10.1.0.11", "gpu02": "10.1.0.12"},
     }
@@ -336,5 +338,11 @@ def test_the_nfs_export_names_only_the_nodes(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in rendered.read_text().splitlines() if not line.startswith("#")]
-    options = "(rw,sync,no_subtree_check,root_squash,sec=sys)"
-    assert lines == [f"/srv/jupyterhub/home 10.1.0.11{options} 10.1.0.12{options}"]
+    rw, ro = (
+        "(rw,sync,no_subtree_check,root_squash,sec=sys)",
+        "(ro,sync,no_subtree_check,root_squash,sec=sys)",
+    )
+    assert [line for line in lines if line] == [
+        f"/srv/jupyterhub/home 10.1.0.11{rw} 10.1.0.12{rw}",
+        f"/srv/jupyterhub/shared 10.1.0.11{ro} 10.1.0.12{ro}",
+    ]

@@ -5,6 +5,8 @@ for, placement messages and home placement. Swarm itself runs in the Molecule sc
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
 import tarfile
 from dataclasses import replace
@@ -40,6 +42,7 @@ def cluster(state: Path, **values: Any) -> dict[str, Any]:  # noqa: ANN401
         "gpu_model_label": "gpuhub.gpu.model",
         "placement_wait": 10,
         "hub_containers": ["jupyterhub", "jupyterhub-proxy"],
+        "shared_sync_file": str(state / "shared-sync.json"),
         **values,
     }
 
@@ -268,15 +271,34 @@ def test_home_records_name_a_node_or_a_move(tmp_path: Path) -> None:
         records.read("../state")
 
 
-def test_user_move_is_refused_outside_cluster_mode(
-    settings_file: SettingsFactory, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("action", [["move", "alice", "--to", "gpu02"], ["where", "alice"]])
+def test_home_nodes_are_refused_outside_cluster_mode(
+    settings_file: SettingsFactory, capsys: pytest.CaptureFixture[str], action: list[str]
 ) -> None:
     from gpuhub_hub.admin.cli import BAD_INPUT
     from gpuhub_hub.admin.cli import main as admin
 
-    code = admin(["--settings", str(settings_file()), "user", "move", "alice", "--to", "gpu02"])
+    code = admin(["--settings", str(settings_file()), "user", *action])
     assert code == BAD_INPUT
-    assert "user move is for cluster mode with homes on the nodes" in capsys.readouterr().err
+    assert "homes are kept on nodes in cluster mode with homes mode local only" in (
+        capsys.readouterr().err
+    )
+
+
+def test_user_where_names_the_node_keeping_the_home(
+    settings_file: SettingsFactory, tmp_path: Path
+) -> None:
+    from gpuhub_hub.admin.cli import main as admin
+
+    path = settings_file(cluster=cluster(tmp_path / "state"))
+    (tmp_path / "state" / "home-nodes").mkdir(parents=True)
+    HomeRecords(tmp_path / "state" / "home-nodes").write("alice", "gpu02")
+    out = io.StringIO()
+    assert admin(["--settings", str(path), "--json", "user", "where", "alice"], out=out) == 0
+    assert json.loads(out.getvalue()) == {"user": "alice", "home_node": "gpu02"}
+    out = io.StringIO()
+    assert admin(["--settings", str(path), "user", "where", "bob"], out=out) == 0
+    assert out.getvalue() == "bob's home: no node yet (it is made at their first start)\n"
 
 
 def test_nfs_homes_are_volumes_any_node_mounts(
@@ -304,5 +326,12 @@ def test_nfs_homes_are_volumes_any_node_mounts(
     assert shared["ReadOnly"] is True
     # No node pin: any node can run the server.
     assert spawner._constraints(spawner.apply_profile()) == ["node.labels.gpuhub.servers==true"]
+    # With the shared folder's export named, servers mount it too, read-only.
+    app = load_hub(monkeypatch, settings_file(cluster={**nfs, "nfs_shared_export": "/srv/shared"}))
+    spawner = GpuhubSwarmSpawner(user=make_user("alice", []), config=app.config)
+    spawner.apply_profile()
+    shared = next(m for m in spawner.mounts if m["Target"] == "/home/jovyan/shared")
+    assert (shared["Type"], shared["ReadOnly"]) == ("volume", True)
+    assert shared["VolumeOptions"]["DriverConfig"]["Options"]["device"] == ":/srv/shared"
     with pytest.raises(SettingsError, match="homes mode nfs needs the NFS server"):
         load_hub(monkeypatch, settings_file(cluster=cluster(tmp_path / "s", homes_mode="nfs")))

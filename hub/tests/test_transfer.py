@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from gpuhub_hub.transfer import INCOMING, main, manifest, receive, send
+from gpuhub_hub.transfer import INCOMING, main, manifest, receive, replace, send
 
 
 def _home(root: Path) -> Path:
@@ -59,6 +59,23 @@ def test_a_home_moves_whole_and_verified(tmp_path: Path) -> None:
         receive(url, str(tmp_path / "node2"), "alice")
     assert main(["remove", str(tmp_path / "node1"), "alice"]) == 0
     assert not home.exists()
+
+
+def test_a_shared_folder_is_replaced_by_a_verified_copy(tmp_path: Path) -> None:
+    """`shared sync`: the node's old copy goes only once the new one is checked."""
+    hub = tmp_path / "hub" / "shared"
+    (hub / "datasets").mkdir(parents=True)
+    (hub / "datasets" / "iris.csv").write_text("a,b\n")
+    url = _serve(hub)
+    node = tmp_path / "node"
+    (node / "shared").mkdir(parents=True)
+    (node / "shared" / "stale.txt").write_text("gone after the sync")
+    result = replace(url, str(node), "shared")
+    assert result["manifest"] == manifest(hub) == manifest(node / "shared")
+    assert not (node / "shared" / "stale.txt").exists()
+    assert sorted(p.name for p in node.iterdir()) == ["shared"]
+    with pytest.raises(ValueError, match="not a folder name"):
+        replace(url, str(node), "../elsewhere")
 
 
 def test_a_changed_tree_changes_the_manifest(tmp_path: Path) -> None:

@@ -12,26 +12,14 @@ from datetime import date, timedelta
 
 import pytest
 from hubclient import HubClient
-from testhost import TestHost, flat, new_password, ok, recap, restic_added_bytes
+from testhost import RESTIC, TestHost, flat, new_password, ok, recap, restic_added_bytes
 
 USERS = {"bka": new_password(), "bkb": new_password()}
 FILES = ("notes.txt", "data.bin")
-CRON_FILE = "/etc/cron.d/gpuhub-backup"
-RESTIC = "set -a; . /etc/gpuhub-backup/env; set +a; exec restic "
-
-
-def cron_command(host: TestHost) -> str:
-    """The command of the nightly entry, exactly as cron runs it."""
-    (line,) = [
-        line for line in host.run("cat", CRON_FILE).splitlines() if line and line[0].isdigit()
-    ]
-    fields = line.split()
-    assert fields[5] == "root", line
-    return " ".join(fields[6:])
 
 
 def restic(host: TestHost, args: str) -> str:
-    return host.run("sh", "-c", RESTIC + args)
+    return host.run("sh", "-c", f"{RESTIC} {args}")
 
 
 def checksums(host: TestHost, name: str) -> dict[str, str]:
@@ -70,7 +58,8 @@ def before(host: TestHost) -> dict[str, dict[str, str]]:
 
 def test_cron_entry_runs_the_backup_nightly(host: TestHost) -> None:
     assert (
-        cron_command(host) == "systemd-cat --identifier=gpuhub-backup /usr/local/sbin/gpuhub-backup"
+        host.backup_command()
+        == "systemd-cat --identifier=gpuhub-backup /usr/local/sbin/gpuhub-backup"
     )
     assert host.run("stat", "-c", "%a %U", "/etc/gpuhub-backup/restic-password").split() == [
         "600",
@@ -82,7 +71,7 @@ def test_cron_entry_runs_the_backup_nightly(host: TestHost) -> None:
 def test_restore_brings_back_the_database_and_a_deleted_home(
     host: TestHost, before: dict[str, dict[str, str]], hub_url: str, ca_file: str
 ) -> None:
-    host.run("sh", "-c", cron_command(host))
+    host.run("sh", "-c", host.backup_command())
     assert "gpuhub-backup: done" in journal(host, "gpuhub-backup", "gpuhub-backup: done")
 
     refused = host.playbook("playbooks/restore.yml")
@@ -105,7 +94,7 @@ def test_unchanged_data_adds_almost_nothing(
     """restic's own count of what the new snapshot added: the repository's size cannot
     tell, since the same command's `forget --prune` drops the earlier same-day snapshot."""
     since = host.run("date", "+%s").strip()
-    host.run("sh", "-c", cron_command(host))
+    host.run("sh", "-c", host.backup_command())
     log = host.run(
         "journalctl", "--no-pager", "-o", "cat", "-t", "gpuhub-backup", "--since", f"@{since}"
     )
@@ -123,7 +112,7 @@ def test_retention_keeps_what_the_policy_says(host: TestHost) -> None:
             host,
             f"backup --quiet --host {host.name} --tag gpuhub --time '{day} 12:00:00' /etc/hostname",
         )
-    host.run("sh", "-c", cron_command(host))
+    host.run("sh", "-c", host.backup_command())
     snapshots = json.loads(restic(host, f"snapshots --json --host {host.name} --tag gpuhub"))
     days = sorted(s["time"][:10] for s in snapshots)
     assert days == [str(date.today() - timedelta(days=1)), str(date.today())], days
@@ -176,7 +165,7 @@ def test_wrong_repository_password_fails_loudly(host: TestHost) -> None:
         "sed 's|^RESTIC_PASSWORD_FILE=.*|RESTIC_PASSWORD_FILE=/root/wrong-password|' "
         "/etc/gpuhub-backup/env > /root/wrong-env && echo not-the-password > /root/wrong-password",
     )
-    command = cron_command(host).replace(
+    command = host.backup_command().replace(
         "--identifier=gpuhub-backup", "--identifier=gpuhub-backup-wrong"
     )
     code, _ = host.container.exec_run(["sh", "-c", f"GPUHUB_BACKUP_ENV=/root/wrong-env {command}"])
@@ -194,7 +183,7 @@ def test_repository_credentials_never_reach_the_log(host: TestHost) -> None:
         "sed 's|^RESTIC_REPOSITORY=.*|RESTIC_REPOSITORY=rest:http://backup:Cr3dential-Leak@"
         "127.0.0.1:9/|' /etc/gpuhub-backup/env > /root/credential-env",
     )
-    command = cron_command(host).replace(
+    command = host.backup_command().replace(
         "--identifier=gpuhub-backup", "--identifier=gpuhub-backup-cred"
     )
     code, _ = host.container.exec_run(

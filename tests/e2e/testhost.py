@@ -25,6 +25,8 @@ SECRETS = (
     "gpuhub_admin_token",
     "metrics_token",
 )
+BACKUP_CRON_FILE = "/etc/cron.d/gpuhub-backup"
+RESTIC = "/usr/local/sbin/gpuhub-restic"  # restic with the host's repository (backup role)
 
 
 class TestHost:
@@ -45,6 +47,17 @@ class TestHost:
         if check and code != 0:
             raise AssertionError(f"{command} exited {code}: {text}")
         return text
+
+    def backup_command(self) -> str:
+        """The command of the nightly backup's cron entry, exactly as cron runs it (root)."""
+        (line,) = [
+            line
+            for line in self.run("cat", BACKUP_CRON_FILE).splitlines()
+            if line and line[0].isdigit()
+        ]
+        fields = line.split()
+        assert fields[5] == "root", line
+        return " ".join(fields[6:])
 
     def fact(self, name: str) -> Any:  # noqa: ANN401 (YAML)
         """A shared fact or jupyterhub role variable as this scenario has it: the scenario's

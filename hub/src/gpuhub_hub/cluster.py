@@ -1,6 +1,7 @@
 """Cluster mode's shared pieces, used by the hub's spawner (swarm.py), gpuhub-admin
-(`user move`) and status.yml (through the gpuhub role's filter): home records, one-shot
-services on a node, the registry's digest of an image, and each node's GPU use.
+(`user move`, `shared sync`) and status.yml (through the gpuhub role's filter): home
+records, one-shot services on a node, the registry's digest of an image, each node's GPU
+use, and the nodes' copies of the shared folder.
 
 Homes (mode `local`): `<home_nodes_dir>/<user>` names the node that keeps the user's home,
 or, while `gpuhub-admin user move` runs, `moving <from> <to>` (the hub starts no server of
@@ -9,6 +10,8 @@ that user meanwhile).
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ from docker.types import (
 from .gpus import LABEL as GPUS_LABEL
 from .gpus import USER_LABEL
 from .names import check_username
+from .transfer import manifest
 
 # Task states that hold their node's resources (scheduled, not yet ended).
 PLACED = {"assigned", "accepted", "preparing", "starting", "ready", "running"}
@@ -477,3 +481,62 @@ def _remove_network(client: docker.APIClient, name: str) -> None:
             return
         except docker.errors.APIError:
             time.sleep(1)  # its tasks are still going away
+
+
+# --- the shared folder on the nodes --------------------------------------------------
+
+SHARED_PORT = 8766
+
+
+def sync_shared(
+    client: docker.APIClient,
+    image: str,
+    shared_dir: str,
+    records: Path,
+    servers_label: str,
+    dry_run: bool = False,
+) -> dict[str, str]:
+    """Make each ready server node's copy of the shared folder (`shared_dir`, the same
+    path on every host) a verified copy of the hub host's: 'updated', 'unchanged' or
+    'would update' per node. A node whose copy was made from the same content (by the
+    folder's quick manifest, kept in `records`) is left alone; a node that is down is
+    synced at the next run."""
+    current = manifest(shared_dir, contents=False)
+    synced: dict[str, str] = json.loads(records.read_text()) if records.exists() else {}
+    nodes = server_nodes(client, servers_label)
+    result = {n: "unchanged" if synced.get(n) == current else "would update" for n in nodes}
+    stale = [n for n, state in result.items() if state != "unchanged"]
+    if dry_run or not stale:
+        return result
+    hub_node = client.inspect_node(client.info()["Swarm"]["NodeID"])["Description"]["Hostname"]
+    root, name = os.path.split(shared_dir.rstrip("/"))
+    network, sender = "gpuhub-shared-sync", "gpuhub-shared-from"
+    try:
+        client.create_network(network, driver="overlay", labels={ONE_SHOT_LABEL: "shared"})
+        send = root_spec(
+            image,
+            ["gpuhub_hub.transfer", "send", "/shared-src", str(SHARED_PORT)],
+            [bind(shared_dir, "/shared-src", read_only=True)],
+            ["CAP_DAC_READ_SEARCH"],
+        )
+        one_shot(client, sender, send, hub_node, "shared: send", [network], wait=False)
+        url = f"http://{sender}:{SHARED_PORT}"
+        for node in stale:
+            receive = root_spec(
+                image,
+                ["gpuhub_hub.transfer", "replace", url, "/shared-root", name],
+                [bind(root, "/shared-root")],
+                ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID"],
+            )
+            one_shot(
+                client, f"gpuhub-shared-to-{node}", receive, node, "shared: receive", [network]
+            )
+            synced[node] = current
+            partial = records.with_suffix(".partial")
+            partial.write_text(json.dumps(synced, indent=1, sort_keys=True) + "\n")
+            partial.rename(records)
+            result[node] = "updated"
+    finally:
+        remove_service(client, sender)
+        _remove_network(client, network)
+    return result

@@ -238,10 +238,16 @@ class Cluster:
     # The hub host's hub and proxy containers: each user's own overlay network (made at
     # their first start, removed with the user) has these, and that user's servers.
     hub_containers: tuple[str, ...]
+    # What each node's copy of the shared folder was made from (`gpuhub-admin shared
+    # sync`): a JSON file {node: quick manifest of the hub host's folder}.
+    shared_sync_file: str
     # Homes mode `nfs`: the server exporting the homes folder (each user's home is
-    # <nfs_export>/<user> there), and mount options beyond addr=.
+    # <nfs_export>/<user> there), and mount options beyond addr=. With
+    # nfs_shared_export, servers mount the shared folder from it too (read-only);
+    # without, the hub host's folder is copied to each node (shared sync).
     nfs_server: str = ""
     nfs_export: str = ""
+    nfs_shared_export: str = ""
     nfs_options: str = "nfsvers=4.2,hard"
 
     def __post_init__(self) -> None:

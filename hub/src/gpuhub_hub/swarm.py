@@ -114,29 +114,42 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
 
     @property
     def mounts(self) -> list[Mount]:
-        """SwarmSpawner's bind mounts; in homes mode nfs the home is an NFS volume each
-        node mounts itself (Docker's local volume driver)."""
+        """SwarmSpawner's bind mounts; in homes mode nfs the home (and the shared folder
+        when nfs_shared_export names its export) is an NFS volume each node mounts itself
+        (Docker's local volume driver)."""
         mounts = super().mounts
         if self.cluster.homes_mode != "nfs":
             return mounts
-        return [
-            self.nfs_home() if m["Target"] == self.gpuhub_settings.spawner.notebook_dir else m
-            for m in mounts
-        ]
+        spawner = self.gpuhub_settings.spawner
+        nfs = {spawner.notebook_dir: self.nfs_home()}
+        if self.cluster.nfs_shared_export and spawner.shared_dir:
+            nfs[spawner.shared_mount] = self.nfs_volume(
+                "gpuhub-shared", self.cluster.nfs_shared_export, spawner.shared_mount, True
+            )
+        return [nfs.get(m["Target"], m) for m in mounts]
 
     def nfs_home(self) -> Mount:
+        cluster = self.cluster
+        return self.nfs_volume(
+            f"gpuhub-home-{self.user.name}",
+            f"{cluster.nfs_export}/{self.user.name}",
+            self.gpuhub_settings.spawner.notebook_dir,
+        )
+
+    def nfs_volume(self, name: str, export: str, target: str, read_only: bool = False) -> Mount:
         cluster = self.cluster
         options = {
             "type": "nfs",
             "o": f"addr={cluster.nfs_server},{cluster.nfs_options}",
-            "device": f":{cluster.nfs_export}/{self.user.name}",
+            "device": f":{export}",
         }
         # Named by its options too: a node keeps a volume's options once it made it.
         tag = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
         return Mount(
-            target=self.gpuhub_settings.spawner.notebook_dir,
-            source=f"gpuhub-home-{self.user.name}-{tag}",
+            target=target,
+            source=f"{name}-{tag}",
             type="volume",
+            read_only=read_only,
             driver_config=DriverConfig("local", options),
         )
 

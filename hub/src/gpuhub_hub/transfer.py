@@ -1,9 +1,11 @@
-"""Moving a home between cluster nodes (`gpuhub-admin user move`), as two one-shot services
-of the hub image on a private network made for the move:
+"""Moving a home between cluster nodes (`gpuhub-admin user move`), and copying the hub
+host's shared folder to the nodes (`gpuhub-admin shared sync`), as one-shot services of the
+hub image on a private network made for the purpose:
 
-    python3 -m gpuhub_hub.transfer send HOME PORT          on the node that has the home
-    python3 -m gpuhub_hub.transfer receive URL ROOT USER   on the node it goes to
+    python3 -m gpuhub_hub.transfer send FOLDER PORT        on the node that has the folder
+    python3 -m gpuhub_hub.transfer receive URL ROOT USER   on the node the home goes to
     python3 -m gpuhub_hub.transfer remove ROOT USER        on the old node, once verified
+    python3 -m gpuhub_hub.transfer replace URL ROOT NAME   on a node: ROOT/NAME becomes a copy
 
 The receiver unpacks the sender's tar stream into ROOT/.incoming-USER, checks it against
 the sender's manifest (every path, its type, owner, size and content or link target), and
@@ -24,6 +26,7 @@ import tarfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +35,9 @@ from .homes import home_path
 INCOMING = ".incoming-"
 
 
-def manifest(root: str | Path) -> str:
-    """A digest of the tree under `root`: paths, types, owners, sizes, contents, links."""
+def manifest(root: str | Path, contents: bool = True) -> str:
+    """A digest of the tree under `root`: paths, types, owners, sizes, contents, links. The
+    quick one (not `contents`) has files' modes and modification times instead of contents."""
     base = Path(root)
     lines = []
     for dirpath, dirnames, filenames in os.walk(base):
@@ -46,6 +50,8 @@ def manifest(root: str | Path) -> str:
                 what = "l " + os.readlink(path)
             elif stat.S_ISDIR(info.st_mode):
                 what = "d"
+            elif stat.S_ISREG(info.st_mode) and not contents:
+                what = f"f {info.st_size} {info.st_mode:o} {info.st_mtime_ns}"
             elif stat.S_ISREG(info.st_mode):
                 digest = hashlib.sha256()
                 with path.open("rb") as f:
@@ -85,16 +91,44 @@ def receive(url: str, root: str, username: str) -> dict[str, str]:
     target = home_path(root, username)
     if target.exists():
         raise RuntimeError(f"{target} exists on this node: move it aside first")
-    incoming = Path(root) / f"{INCOMING}{username}"
-    shutil.rmtree(incoming, ignore_errors=True)  # a failed earlier move
+    incoming = _unpack(url, Path(root) / f"{INCOMING}{username}")
+    incoming.path.rename(target)
+    return {"home": str(target), "manifest": incoming.manifest}
+
+
+def replace(url: str, root: str, name: str) -> dict[str, str]:
+    """Make ROOT/NAME a verified copy of the sender's folder: unpacked beside it, checked,
+    then swapped in (servers that mount the old one see the new one at their next start)."""
+    if "/" in name or name in {"", ".", ".."}:
+        raise ValueError(f"{name!r} is not a folder name")
+    target = Path(root) / name
+    incoming = _unpack(url, Path(root) / f"{INCOMING}{name}")
+    old = Path(root) / f".old-{name}"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    incoming.path.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return {"folder": str(target), "manifest": incoming.manifest}
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    path: Path
+    manifest: str
+
+
+def _unpack(url: str, incoming: Path) -> Unpacked:
+    """The sender's folder unpacked into `incoming`, checked against its manifest."""
+    shutil.rmtree(incoming, ignore_errors=True)  # a failed earlier transfer
     incoming.mkdir(mode=0o700)
     try:
         with (
             _open(f"{url}/home.tar") as stream,
             tarfile.open(fileobj=stream, mode="r|") as tar,
         ):
-            # Links are the user's own (absolute targets too): the stream comes from a real
-            # folder, so no entry lies under a link and none leaves the folder (checked).
+            # Links are the folder's own (absolute targets too): the stream comes from a
+            # real folder, so no entry lies under a link and none leaves it (checked).
             extra = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(incoming, members=_checked(tar), numeric_owner=True, **extra)  # noqa: S202 (entries checked)
         with _open(f"{url}/manifest") as answer:
@@ -102,12 +136,11 @@ def receive(url: str, root: str, username: str) -> dict[str, str]:
         got = manifest(incoming)
         if got != expected:
             raise RuntimeError(f"checksum mismatch: sent {expected}, received {got}")
-        # The stream's first entry (".") gave the folder the home's owner and mode.
-        incoming.rename(target)
     except BaseException:
         shutil.rmtree(incoming, ignore_errors=True)
         raise
-    return {"home": str(target), "manifest": expected}
+    # The stream's first entry (".") gave the folder the original's owner and mode.
+    return Unpacked(incoming, expected)
 
 
 def _open(url: str, wait: float = 120) -> Any:  # noqa: ANN401 (an HTTP response)
@@ -143,6 +176,8 @@ def main(argv: list[str]) -> int:
         send(args[0], int(args[1]))
     elif command == "receive" and len(args) == 3:
         print(json.dumps(receive(*args)))
+    elif command == "replace" and len(args) == 3:
+        print(json.dumps(replace(*args)))
     elif command == "remove" and len(args) == 2:
         remove(*args)
     else:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from hubclient import HubClient, HubError
 from netprobe import probe
-from testhost import TestHost, UserFactory, ok
+from testhost import RESTIC, TestHost, UserFactory, ok
 
 GPU_VARIABLE = "NVIDIA_VISIBLE_DEVICES"  # what NVIDIA's runtime (the nodes' default) reads
 
@@ -124,6 +124,21 @@ def test_nodes_pull_from_the_registry_over_tls(host: TestHost, nodes: dict[str, 
     assert code != 0
 
 
+SHARED_FILE = "datasets/README"  # put in the hub host's shared folder by the next test
+
+
+def test_the_shared_folder_is_copied_to_every_node(
+    host: TestHost, nodes: dict[str, TestHost]
+) -> None:
+    """What an admin puts in the hub host's shared folder reaches each node once synced
+    (the next test reads it in servers there); a second sync copies nothing."""
+    sync = ("docker", "exec", host.hub, "gpuhub-admin", "--json", "shared", "sync")
+    path = host.path("shared", SHARED_FILE)
+    host.run("sh", "-c", f"mkdir -p {os.path.dirname(path)} && echo 'iris 150' > {path}")
+    assert json.loads(host.run(*sync))["shared"] == dict.fromkeys(nodes, "updated")
+    assert json.loads(host.run(*sync))["shared"] == dict.fromkeys(nodes, "unchanged")
+
+
 @pytest.fixture(scope="module")
 def users(make_user: UserFactory) -> list[HubClient]:
     return [make_user(f"c{i}") for i in range(1, 6)]
@@ -137,8 +152,13 @@ def test_servers_run_on_the_nodes_and_their_homes_spread(
         list(pool.map(lambda c: c.start_server(c.username or "", timeout=420), four))
     placed = {c.username: node_of(host, c.username or "") for c in four}
     assert set(placed.values()) == set(gpus), placed  # both nodes, never the hub host
+    # Code runs; the shared folder (synced by the last test) is there, read-only.
+    code = (
+        "import os; print(6 * 7, open('/home/jovyan/shared/" + SHARED_FILE + "').read().strip(),"
+        " os.access('/home/jovyan/shared', os.W_OK))"
+    )
     for client in four:
-        assert run(client, "print(6 * 7)") == "42"
+        assert run(client, code) == "42 iris 150 False"
     records = {c.username: home_node(host, c.username or "") for c in four}
     assert records == placed
 
@@ -256,9 +276,9 @@ DOCKER_API_PORT = 2375  # Docker's TCP API, were an admin to open it: a listener
 def test_user_containers_reach_no_cluster_host(
     host: TestHost, nodes: dict[str, TestHost], users: list[HubClient]
 ) -> None:
-    """Not the registry, the swarm's ports, a Docker API or anything else on the hub host
-    or a node: each target answers from the node itself (the control), not from a user's
-    server."""
+    """Not the registry, the backup server, the swarm's ports, a Docker API or anything
+    else on the hub host or a node: each target answers from the node itself (the
+    control), not from a user's server."""
     client = users[0]
     name = client.username or ""
     client.start_server(name, timeout=300)
@@ -266,6 +286,7 @@ def test_user_containers_reach_no_cluster_host(
     other = next(n for n in nodes.values() if n.name != node.name)
     targets = [
         f"{host.address}:{host.fact('gpuhub_registry_port')}",
+        f"{host.address}:{host.fact('gpuhub_backup_port')}",
         f"{host.address}:2377",
         f"{node.address}:7946",
         f"{other.address}:7946",
@@ -365,6 +386,33 @@ def test_removing_a_user_archives_and_purges_their_home_on_its_node(
     host.run(*remove, "--purge")
     left = node.container.exec_run(["test", "-e", node.path("archive", name)]).exit_code
     assert left != 0, "the archive is still on the node"
+
+
+def test_node_homes_are_backed_up_and_restore_onto_their_node(
+    host: TestHost, nodes: dict[str, TestHost], users: list[HubClient]
+) -> None:
+    """Every host's nightly entry backs up into the hub host's one repository under its own
+    host name; a node's snapshot holds the homes it keeps, and the node cannot delete it
+    (append-only). restore.yml -e user= puts a lost file back on the home's node."""
+    client = users[0]
+    name = client.username or ""
+    node = nodes[home_node(host, name)]
+    kept = node.path("home", name, "work", "kept.txt")
+    for each in (host, *nodes.values()):
+        each.run("sh", "-c", each.backup_command())
+    snapshots = json.loads(host.run(RESTIC, "snapshots", "--json"))
+    assert {s["hostname"] for s in snapshots} == {host.name, *nodes}
+    (latest,) = [s for s in snapshots if s["hostname"] == node.name]
+    assert node.path("home") in latest["paths"]
+    refused = node.container.exec_run([RESTIC, "forget", latest["short_id"]])
+    assert refused.exit_code != 0, refused.output
+    assert latest["id"] in host.run(RESTIC, "snapshots", "--json")
+
+    node.run("rm", kept)
+    restore = ("playbooks/restore.yml", "-e", f"user={name}")
+    ok(host.playbook(*restore, "-e", f"confirm_restore={host.name}"))
+    assert node.run("cat", kept) == "still here"
+    assert host.container.exec_run(["test", "-e", host.path("home", name)]).exit_code != 0
 
 
 def test_zz_teardown_leaves_the_cluster_and_keeps_homes(

@@ -19,10 +19,10 @@ from typing import Any, TextIO
 
 import docker
 
-from ..cluster import ClusterError, HomeRecords, move_home, registry_image
+from ..cluster import ClusterError, HomeRecords, move_home, registry_image, sync_shared
 from ..configure import SETTINGS_VARIABLE
 from ..names import check_username
-from ..settings import Settings, SettingsError, load
+from ..settings import Cluster, Settings, SettingsError, load
 from .hubapi import HubAPI, HubError, api_url
 from .manage import ManageError, Manager
 from .roster import RosterError, Wanted, parse
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     move.add_argument("name", type=_username)
     move.add_argument("--to", required=True, metavar="NODE", help="the node's hostname")
+    where = user.add_parser("where", help="cluster mode: the node that keeps a user's home")
+    where.add_argument("name", type=_username)
 
     server = top.add_parser("server", help="user servers").add_subparsers(
         dest="action", required=True
@@ -87,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--format", choices=["yaml", "csv"], default="yaml")
     sync.add_argument("--exclusive", action="store_true", help="remove users not listed")
     sync.add_argument("--purge", action="store_true", help="with --exclusive: delete files")
+
+    shared = top.add_parser("shared", help="the read-only shared folder").add_subparsers(
+        dest="action", required=True
+    )
+    shared.add_parser(
+        "sync", help="cluster mode: copy the hub host's shared folder to nodes whose copy differs"
+    )
     return parser
 
 
@@ -144,6 +153,11 @@ def run(args: argparse.Namespace, api: HubAPI, settings: Settings, stdin: TextIO
         return {"users": [a.as_dict() for a in api.snapshot().values()]}
     if args.area == "user" and args.action == "move":
         return _move(args, api, settings)
+    if args.area == "shared":
+        return _sync_shared(args, settings)
+    if args.area == "user" and args.action == "where":
+        records = HomeRecords(Path(_local_homes(settings).home_nodes_dir))
+        return {"user": args.name, "home_node": records.read(args.name)}
 
     manager = Manager(api, settings, dry_run=args.dry_run)
     if args.area == "sync":
@@ -166,11 +180,43 @@ def run(args: argparse.Namespace, api: HubAPI, settings: Settings, stdin: TextIO
     return manager.report.as_dict()
 
 
-def _move(args: argparse.Namespace, api: HubAPI, settings: Settings) -> dict[str, Any]:
-    """Copy, verify, switch, then delete the old copy (gpuhub_hub.cluster.move_home)."""
+def _local_homes(settings: Settings) -> Cluster:
+    """The cluster settings, when homes are kept on the nodes (homes mode local)."""
     cluster = settings.cluster
     if cluster is None or cluster.homes_mode != "local":
-        raise ManageError("user move is for cluster mode with homes on the nodes (local)")
+        raise ManageError("homes are kept on nodes in cluster mode with homes mode local only")
+    return cluster
+
+
+def _sync_shared(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Each node's copy of the hub host's shared folder (gpuhub_hub.cluster.sync_shared)."""
+    cluster = settings.cluster
+    if cluster is None:
+        raise ManageError("shared sync is for cluster mode: on one host servers mount the folder")
+    if not settings.spawner.shared_dir:
+        raise ManageError("no shared folder is configured (spawner.shared_dir)")
+    if cluster.homes_mode == "nfs" and cluster.nfs_shared_export:
+        return {"shared": {}, "changed": False, "served": cluster.nfs_shared_export}
+    client = docker.APIClient(version="auto")
+    try:
+        image = registry_image(client, cluster.registry, cluster.hub_image)
+        nodes = sync_shared(
+            client,
+            image,
+            settings.spawner.shared_dir,
+            Path(cluster.shared_sync_file),
+            cluster.servers_label,
+            args.dry_run,
+        )
+    except ClusterError as err:
+        raise ManageError(str(err)) from None
+    return {"shared": nodes, "changed": "updated" in nodes.values()}
+
+
+def _move(args: argparse.Namespace, api: HubAPI, settings: Settings) -> dict[str, Any]:
+    """Copy, verify, switch, then delete the old copy (gpuhub_hub.cluster.move_home)."""
+    cluster = _local_homes(settings)
+    records = HomeRecords(Path(cluster.home_nodes_dir))
     model = api.user(args.name)
     if model is None:
         raise ManageError(f"no user {args.name}")
@@ -181,7 +227,6 @@ def _move(args: argparse.Namespace, api: HubAPI, settings: Settings) -> dict[str
             f"{args.name} has running servers ({names}): stop them first "
             f"(gpuhub-admin server stop {args.name} --all)"
         )
-    records = HomeRecords(Path(cluster.home_nodes_dir))
     if args.dry_run:
         return {
             "user": args.name,
@@ -246,6 +291,14 @@ def show(result: dict[str, Any], as_json: bool, out: TextIO) -> None:
         out.write(f"archived {name}'s home: {path}\n")
     for name, password in (result.get("passwords") or {}).items():
         out.write(f"new password for {name} (shown once): {password}\n")
+    if "shared" in result:
+        if result.get("served"):
+            out.write(f"servers mount the shared folder from NFS ({result['served']})\n")
+        for node, state in sorted(result["shared"].items()):
+            out.write(f"{node}: {state}\n")
+    if "home_node" in result:
+        node = result["home_node"] or "no node yet (it is made at their first start)"
+        out.write(f"{result['user']}'s home: {node}\n")
     if "moved" in result:
         if not result["moved"]:
             out.write(f"{result['user']}'s home is on {result['node']} already\n")
