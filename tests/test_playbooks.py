@@ -285,6 +285,12 @@ def _cluster_inventory(path: Path, hubs: list[str], nodes: list[str]) -> Path:
             {"gpuhub_homes_mode": "nfs", "gpuhub_homes_nfs_export": "/data/homes"},
             "when the hub host serves them the export is its homes folder, /srv/jupyterhub/home",
         ),
+        (
+            ["hub1"],
+            ["node1"],
+            {"gpuhub_homes_mode": "nfs", "gpuhub_homes_nfs_shared_export": "/data/shared"},
+            "when the hub host serves it, its shared folder /srv/jupyterhub/shared",
+        ),
     ],
 )
 def test_bad_cluster_inventories_fail_at_preflight(
