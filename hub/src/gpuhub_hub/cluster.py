@@ -195,7 +195,8 @@ def one_shot(
     wait: bool = True,
 ) -> str:
     """Run `spec` once on `node` as service `name`; with `wait`, until its task ended
-    (ClusterError unless it completed) and then remove it. Returns the service's ID."""
+    (ClusterError unless it completed) and then remove it (else `finish` does that).
+    Returns the service's ID."""
     remove_service(client, name)
     task = TaskTemplate(
         container_spec=spec,
@@ -210,15 +211,22 @@ def one_shot(
         labels={ONE_SHOT_LABEL: purpose},
         endpoint_spec=EndpointSpec(mode="dnsrr"),
     )["ID"]
-    if not wait:
-        return service
+    if wait:
+        finish(client, name, service, f"{purpose} on node {node}", timeout)
+    return service
+
+
+def finish(
+    client: docker.APIClient, name: str, service: str, purpose: str, timeout: float = 600
+) -> None:
+    """Wait until one-shot `service` (named `name`) ended, remove it, and raise
+    ClusterError unless it completed."""
     try:
         state, error = wait_task(client, service, ENDED, timeout)
     finally:
         remove_service(client, name)
     if state != "complete":
-        raise ClusterError(f"{purpose} on node {node}: {error or state}")
-    return service
+        raise ClusterError(f"{purpose}: {error or state}")
 
 
 def root_spec(
@@ -521,22 +529,28 @@ def sync_shared(
         )
         one_shot(client, sender, send, hub_node, "shared: send", [network], wait=False)
         url = f"http://{sender}:{SHARED_PORT}"
-        for node in stale:
-            receive = root_spec(
-                image,
-                ["gpuhub_hub.transfer", "replace", url, "/shared-root", name],
-                [bind(root, "/shared-root")],
-                ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID"],
+        receive = root_spec(
+            image,
+            ["gpuhub_hub.transfer", "replace", url, "/shared-root", name],
+            [bind(root, "/shared-root")],
+            ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID"],
+        )
+        # Every stale node at once (the sender serves them in parallel).
+        started = {
+            node: one_shot(
+                client, f"gpuhub-shared-to-{node}", receive, node, "shared", [network], wait=False
             )
-            one_shot(
-                client, f"gpuhub-shared-to-{node}", receive, node, "shared: receive", [network]
-            )
+            for node in stale
+        }
+        for node, service in started.items():
+            finish(client, f"gpuhub-shared-to-{node}", service, f"shared: receive on node {node}")
             synced[node] = current
             partial = records.with_suffix(".partial")
             partial.write_text(json.dumps(synced, indent=1, sort_keys=True) + "\n")
             partial.rename(records)
             result[node] = "updated"
     finally:
-        remove_service(client, sender)
+        for service in [sender, *(f"gpuhub-shared-to-{node}" for node in stale)]:
+            remove_service(client, service)
         _remove_network(client, network)
     return result

@@ -147,9 +147,10 @@ def users(make_user: UserFactory) -> list[HubClient]:
 def test_servers_run_on_the_nodes_and_their_homes_spread(
     host: TestHost, users: list[HubClient], gpus: dict[str, set[str]]
 ) -> None:
+    """Four users' servers, each with a whole GPU (the GPU test counts on them)."""
     four = users[:4]
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda c: c.start_server(c.username or "", timeout=420), four))
+        list(pool.map(lambda c: c.start_server(c.username or "", profile="gpu", timeout=420), four))
     placed = {c.username: node_of(host, c.username or "") for c in four}
     assert set(placed.values()) == set(gpus), placed  # both nodes, never the hub host
     # Code runs; the shared folder (synced by the last test) is there, read-only.
@@ -171,7 +172,7 @@ def test_a_work_file_stays_on_its_node_across_stop_and_start(
     run(client, "open('/home/jovyan/work/kept.txt', 'w').write('still here')")
     node = node_of(host, name)
     client.stop_server(name)
-    client.start_server(name, timeout=300)
+    client.start_server(name, profile="gpu", timeout=300)
     assert node_of(host, name) == node
     assert run(client, "print(open('/home/jovyan/work/kept.txt').read())") == "still here"
 
@@ -179,12 +180,9 @@ def test_a_work_file_stays_on_its_node_across_stop_and_start(
 def test_exclusive_gpus_are_one_per_server_cluster_wide(
     host: TestHost, nodes: dict[str, TestHost], users: list[HubClient], gpus: dict[str, set[str]]
 ) -> None:
-    for client in users[:4]:
-        client.stop_server(client.username or "")
+    """The first four users' servers hold a GPU each (started with the GPU profile)."""
     total = sum(len(u) for u in gpus.values())
     four, fifth = users[:4], users[4]
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda c: c.start_server(c.username or "", profile="gpu", timeout=300), four))
     held = {c.username: gpu_of(host, nodes, c.username or "") for c in four}
     assert len(set(held.values())) == 4, held
     assert set(held.values()) <= set().union(*gpus.values())
