@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What `make test`, `make demo` and CI need on this machine besides Python's packages
 # (`make bootstrap` gets those): a Docker engine that answers, debootstrap (test-host
-# images), testssl.sh (TLS checks), chromium and chromium-driver (the browser test),
-# python3 with venv, make.
+# images), testssl.sh (TLS checks), slapd and glewlwyd (the sign-in tests), chromium and
+# chromium-driver (the browser test), python3 with venv, make.
 # As root on Debian or Ubuntu it installs what is missing and starts Docker; anywhere
 # else it names what is missing and stops. Run twice, it changes nothing the second time.
 set -euo pipefail
@@ -15,6 +15,11 @@ command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/nu
 command -v make >/dev/null || missing+=(make)
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v testssl >/dev/null || missing+=(testssl.sh)
+# The sign-in tests (hub/tests/test_signin.py) run a private OpenLDAP server.
+[ -x /usr/sbin/slapd ] || missing+=(slapd)
+# ... and a private OpenID Connect provider (Glewlwyd) with its SQLite database.
+[ -x /usr/bin/glewlwyd ] || missing+=(glewlwyd)
+command -v sqlite3 >/dev/null || missing+=(sqlite3)
 # The browser test (tests/e2e/test_browser.py): headless Chromium and its WebDriver
 # (Ubuntu packages them as snaps behind these two names).
 if grep -qi '^ID=ubuntu' /etc/os-release 2>/dev/null; then

@@ -92,6 +92,15 @@ def test_users_rejects_bad_input(
     assert recap(out) == (0, 1)
 
 
+# Sign-in settings that pass the hub's checks; each case breaks one thing. Nothing listens
+# on port 9 here.
+LDAP = {"server_address": "ldap.lab.test", "bind_dn_template": ["uid={username},dc=lab"]}
+OIDC = {
+    "jupyterhub_auth_oidc": {"issuer": "https://127.0.0.1:9/", "client_id": "gpuhub"},
+    "jupyterhub_auth_oidc_client_secret": "made-up",
+}
+
+
 @pytest.mark.parametrize(
     ("extra_vars", "message"),
     [
@@ -112,7 +121,44 @@ def test_users_rejects_bad_input(
             {"jupyterhub_profiles": [{"slug": "cpu", "display_name": "C", "imag": "x"}]},
             "Supported parameters include",
         ),
-        ({"jupyterhub_auth_mode": "open"}, "jupyterhub_auth_mode must be one of: native, workshop"),
+        (
+            {"jupyterhub_auth_mode": "open"},
+            "jupyterhub_auth_mode must be one of: native, ldap, oidc, workshop",
+        ),
+        (
+            {"jupyterhub_auth_mode": "ldap", "jupyterhub_auth_ldap": {**LDAP, "start_tls": False}},
+            "jupyterhub_auth_ldap (hub setting auth.ldap.start_tls): a plain ldap:// connection "
+            "without StartTLS sends passwords in clear",
+        ),
+        (
+            {"jupyterhub_auth_mode": "ldap", "jupyterhub_auth_ldap": {"bind_dn_template": ["x"]}},
+            "jupyterhub_auth_ldap (hub setting auth.ldap.server_address): missing",
+        ),
+        (
+            {"jupyterhub_auth_mode": "ldap", "jupyterhub_auth_ldap": {**LDAP, "ca_file": "/no/ca"}},
+            "jupyterhub_auth_ldap.ca_file: /no/ca is missing on localhost",
+        ),
+        (
+            {
+                "jupyterhub_auth_mode": "ldap",
+                "jupyterhub_auth_ldap": {**LDAP, "search_user": "cn=x"},
+            },
+            "jupyterhub_auth_ldap_search_password: jupyterhub_auth_ldap.search_user needs its "
+            "password",
+        ),
+        (
+            {
+                "jupyterhub_auth_mode": "oidc",
+                **OIDC,
+                "jupyterhub_auth_oidc": {"issuer": "http://x"},
+            },
+            'jupyterhub_auth_oidc.issuer must be the provider\'s https:// URL (got "http://x")',
+        ),
+        (
+            {"jupyterhub_auth_mode": "oidc", **OIDC},
+            "jupyterhub_auth_oidc.issuer: https://127.0.0.1:9/.well-known/openid-configuration "
+            "answered",
+        ),
         (
             {"jupyterhub_group_limits": {"staff": {"mem_limit": "lots"}}},
             "jupyterhub_group_limits (hub setting spawner.group_limits.staff.mem_limit)",

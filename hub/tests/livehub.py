@@ -4,6 +4,7 @@ API); nothing is spawned."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -16,9 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import requests
 import yaml
+from gpuhub_hub.admin.cli import main
 from hubsettings import CONFIG_PY, base_settings
 
 HUB_SRC = CONFIG_PY.parent / "src"
@@ -157,3 +160,12 @@ def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
         process.terminate()
         process.wait(timeout=30)
         proxy.shutdown()
+
+
+def gpuhub_admin(hub: LiveHub, *args: str, stdin: str = "", code: int = 0) -> dict[str, Any]:
+    """Run gpuhub-admin --json against `hub`; its exit status must be `code`."""
+    out = io.StringIO()
+    status = main(["--json", "--settings", str(hub.settings), *args], io.StringIO(stdin), out)
+    result = json.loads(out.getvalue())
+    assert status == code, result
+    return result

@@ -3,8 +3,6 @@ started from the real jupyterhub_config.py; logins go through the hub's login fo
 
 from __future__ import annotations
 
-import io
-import json
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +12,7 @@ import pytest
 from e2e.hubclient import HubClient
 from gpuhub_hub.admin.cli import main
 from livehub import LiveHub, live_hub
+from livehub import gpuhub_admin as admin
 
 PASSWORD = "correct-horse-battery"  # noqa: S105
 
@@ -23,14 +22,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
     # Sign-up on (an opt-in), for the test of approving sign-ups.
     with live_hub(tmp_path_factory.mktemp("hub"), auth={"enable_signup": True}) as running:
         yield running
-
-
-def admin(hub: LiveHub, *args: str, stdin: str = "", code: int = 0) -> dict[str, Any]:
-    out = io.StringIO()
-    status = main(["--json", "--settings", str(hub.settings), *args], io.StringIO(stdin), out)
-    result = json.loads(out.getvalue())
-    assert status == code, result
-    return result
 
 
 def users(hub: LiveHub) -> dict[str, dict[str, Any]]:

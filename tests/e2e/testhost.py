@@ -27,6 +27,7 @@ SECRETS = (
 )
 BACKUP_CRON_FILE = "/etc/cron.d/gpuhub-backup"
 RESTIC = "/usr/local/sbin/gpuhub-restic"  # restic with the host's repository (backup role)
+BACKUP_ENV = "/etc/gpuhub-backup/env"  # its environment: repository, password, CA
 
 
 class TestHost:

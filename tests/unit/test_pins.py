@@ -13,6 +13,8 @@ PACKAGES = {
     "jupyterhub": "jupyterhub",
     "dockerspawner": "dockerspawner",
     "nativeauthenticator": "jupyterhub-nativeauthenticator",
+    "ldapauthenticator": "jupyterhub-ldapauthenticator",
+    "oauthenticator": "oauthenticator",
     "idle_culler": "jupyterhub-idle-culler",
 }
 

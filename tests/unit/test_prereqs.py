@@ -38,6 +38,16 @@ def test_without_root_it_names_what_is_missing_and_stops(client: docker.DockerCl
     assert time.monotonic() - started < 30, "it should stop in seconds"
     assert "exit=1" in output, output
     (line,) = [line for line in output.splitlines() if line.startswith("prereqs: missing:")]
-    wanted = ["make", "debootstrap", "testssl.sh", "chromium", "chromium-driver", "docker.io"]
+    wanted = [
+        "make",
+        "debootstrap",
+        "testssl.sh",
+        "slapd",
+        "glewlwyd",
+        "sqlite3",
+        "chromium",
+        "chromium-driver",
+        "docker.io",
+    ]
     assert line.split(": ", 2)[2].split() == wanted
     assert f"sudo apt-get install {' '.join(wanted)}" in output

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
 
 from .names import USERNAME
-from .settings import Settings, extra_config_filename, load
+from .settings import Auth, Ldap, Oidc, Settings, extra_config_filename, load
 
 SETTINGS_VARIABLE = "GPUHUB_SETTINGS"  # the settings file's path (the hub container sets it)
 WORKSHOP_WARNING = (
@@ -36,6 +38,69 @@ def _secret(path: str) -> str:
     if not value:
         raise RuntimeError(f"secret {path} is empty")
     return value
+
+
+def _ldap(c: Any, ldap: Ldap, auth: Auth) -> None:  # noqa: ANN401
+    """The directory: ldapauthenticator, with the person's groups as hub groups."""
+    c.JupyterHub.authenticator_class = "gpuhub_hub.signin.GpuhubLDAPAuthenticator"
+    a = c.GpuhubLDAPAuthenticator
+    a.server_address = ldap.server_address
+    a.server_port = ldap.server_port or (636 if ldap.use_ssl else 389)
+    # ldaps: TLS from the first byte; otherwise StartTLS before the bind (Ldap refuses none).
+    a.tls_strategy = "on_connect" if ldap.use_ssl else "before_bind"
+    # ldap3 checks no certificate unless told to (its Tls defaults to CERT_NONE).
+    a.tls_kwargs = {"validate": ssl.CERT_REQUIRED} | (
+        {"ca_certs_file": ldap.ca_file} if ldap.ca_file else {}
+    )
+    a.bind_dn_template = list(ldap.bind_dn_template)
+    a.lookup_dn = ldap.lookup_dn
+    a.user_search_base = ldap.user_search_base
+    a.user_attribute = ldap.user_attribute
+    a.lookup_dn_user_dn_attribute = ldap.user_attribute
+    a.lookup_dn_search_user = ldap.search_user or None
+    if ldap.search_password_file:
+        a.lookup_dn_search_password = _secret(ldap.search_password_file)
+    # The login name stays what the person typed (lowercased by JupyterHub), not the
+    # directory's spelling of it.
+    a.use_lookup_dn_username = False
+    a.group_search_base = ldap.group_search_base
+    a.group_filter = ldap.group_filter
+    a.group_name_attribute = ldap.group_name_attribute
+    a.gpuhub_allowed_groups = set(auth.allowed_groups)
+    a.gpuhub_admin_groups = set(auth.admin_groups)
+    a.allow_all = not auth.allowed_groups  # JupyterHub asks check_allowed only when off
+    c.Authenticator.manage_groups = True
+
+
+def _oidc(c: Any, oidc: Oidc, auth: Auth) -> None:  # noqa: ANN401
+    """Single sign-on: GenericOAuthenticator, groups from the token's groups claim."""
+    c.JupyterHub.authenticator_class = "generic-oauth"
+    a = c.GenericOAuthenticator
+    a.login_service = oidc.login_service
+    a.client_id = oidc.client_id
+    a.client_secret = _secret(oidc.client_secret_file)
+    a.oauth_callback_url = oidc.callback_url
+    a.authorize_url = oidc.authorize_url
+    a.token_url = oidc.token_url
+    a.userdata_url = oidc.userdata_url
+    a.scope = list(oidc.scopes)
+    a.username_claim = oidc.username_claim
+    a.enable_pkce = True
+    # Some providers (Glewlwyd) refuse an openid request without a nonce; oauthenticator
+    # sends none. The hub reads the person from the userinfo endpoint with the code's
+    # access token (state and PKCE protect that exchange), not from an ID token, so this
+    # nonce (new at every hub start) only satisfies such providers.
+    a.extra_authorize_params = {"nonce": secrets.token_urlsafe(16)}
+    a.validate_server_cert = True
+    if oidc.ca_file:
+        a.http_request_kwargs = {"ca_certs": oidc.ca_file}
+    c.Authenticator.manage_groups = True
+    a.auth_state_groups_key = f"oauth_user.{oidc.groups_claim}"
+    a.allowed_groups = set(auth.allowed_groups)
+    a.admin_groups = set(auth.admin_groups)
+    # Everyone the provider signs in, unless allowed groups narrow it (the oauthenticator
+    # lets allow_all win over them).
+    a.allow_all = not auth.allowed_groups
 
 
 def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
@@ -71,7 +136,9 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
     # Sign-up and login (and JupyterHub's users API) accept only names of gpuhub's rule.
     c.Authenticator.username_pattern = USERNAME.pattern
     # Who may log in is the authenticator's business: anyone in workshop mode, approved
-    # accounts in native mode (NativeAuthenticator refuses the others itself).
+    # accounts in native mode (NativeAuthenticator refuses the others itself), the
+    # directory's or provider's people in ldap and oidc modes, narrowed by allowed groups
+    # (signin.py; the oauthenticator has its own allow_all, set below).
     c.Authenticator.allow_all = True
     services: list[dict[str, Any]] = [
         {"name": ADMIN_SERVICE, "api_token": _secret(hub.admin_token_file), "admin": True}
@@ -87,6 +154,15 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
         roles.append({"name": "admin", "users": []})
     else:
         c.Authenticator.admin_users = set(hub.admin_users)
+    if auth.mode == "ldap" and auth.ldap:  # Auth makes sure it is there
+        _ldap(c, auth.ldap, auth)
+    elif auth.mode == "oidc" and auth.oidc:
+        _oidc(c, auth.oidc, auth)
+    if auth.mode in ("ldap", "oidc") and auth.local_groups_file:
+        from .signin import local_groups_hook  # imports ldap3: only in these modes
+
+        c.Authenticator.post_auth_hook = local_groups_hook(auth.local_groups_file)
+    elif auth.mode == "native":
         c.JupyterHub.authenticator_class = "gpuhub_hub.accounts.GpuhubAuthenticator"
         c.GpuhubAuthenticator.initial_password_dir = auth.initial_admin_password_dir
         c.NativeAuthenticator.open_signup = False

@@ -127,8 +127,96 @@ class Hub:
 
 
 @dataclass(frozen=True)
+class Ldap:
+    """A directory (ldapauthenticator): who may log in, with which password, in which groups."""
+
+    server_address: str
+    server_port: int = 0  # 0: 636 with use_ssl, else 389
+    # ldaps:// (TLS from the first byte); otherwise StartTLS before any bind, unless the
+    # admin turned it off knowingly (insecure: passwords cross the network in clear).
+    use_ssl: bool = False
+    start_tls: bool = True
+    ca_file: str = ""  # PEM bundle the directory's certificate is checked against; "": system's
+    # Bind as the person: DN templates tried in order ({username} is the login name) ...
+    bind_dn_template: tuple[str, ...] = ()
+    # ... or find the person's DN first (user_attribute = login name under user_search_base),
+    # with a service account when the directory does not allow anonymous searches.
+    lookup_dn: bool = False
+    user_search_base: str = ""
+    user_attribute: str = "uid"
+    search_user: str = ""  # the service account's DN
+    search_password_file: str = ""  # its password (root 0600), never in this file
+    # The person's groups (they become hub groups): entries under group_search_base
+    # matching group_filter ({userdn}: the person's DN, {uid}: the login name), named by
+    # group_name_attribute.
+    group_search_base: str = ""
+    group_filter: str = "(|(member={userdn})(uniqueMember={userdn})(memberUid={uid}))"
+    group_name_attribute: str = "cn"
+
+    def __post_init__(self) -> None:
+        if not self.server_address or "://" in self.server_address:
+            raise SettingsError(
+                f"server_address: {self.server_address!r} must be a host name (TLS: use_ssl)"
+            )
+        if not (self.use_ssl or self.start_tls):
+            raise SettingsError(
+                "start_tls: a plain ldap:// connection without StartTLS sends passwords in clear"
+            )
+        if not (self.bind_dn_template or self.lookup_dn):
+            raise SettingsError("bind_dn_template: give one, or turn lookup_dn on")
+        for template in self.bind_dn_template:
+            if "{username}" not in template:
+                raise SettingsError(f"bind_dn_template: {template!r} lacks {{username}}")
+        if self.lookup_dn and not self.user_search_base:
+            raise SettingsError("user_search_base: lookup_dn needs where to search")
+        if bool(self.search_user) != bool(self.search_password_file):
+            raise SettingsError("search_password_file: the search user needs its password file")
+        if not 0 <= self.server_port <= 65535:
+            raise SettingsError(f"server_port: {self.server_port} is not a port")
+
+
+@dataclass(frozen=True)
+class Oidc:
+    """An OpenID Connect provider (oauthenticator's GenericOAuthenticator). Its endpoints
+    come from the issuer's discovery document, read by Ansible at converge."""
+
+    issuer: str
+    authorize_url: str
+    token_url: str
+    userdata_url: str
+    client_id: str
+    client_secret_file: str  # root 0600, never in this file
+    callback_url: str  # https://<hub>/hub/oauth_callback, registered with the provider
+    username_claim: str = "preferred_username"
+    groups_claim: str = "groups"
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    ca_file: str = ""  # PEM bundle the provider's certificate is checked against
+    login_service: str = "single sign-on"  # the login button: "Sign in with ..."
+
+    def __post_init__(self) -> None:
+        for key in ("issuer", "authorize_url", "token_url", "userdata_url", "callback_url"):
+            if not getattr(self, key).startswith("https://"):
+                raise SettingsError(f"{key}: {getattr(self, key)!r} must be an https:// URL")
+        for key in ("client_id", "client_secret_file", "username_claim"):
+            if not getattr(self, key):
+                raise SettingsError(f"{key}: must not be empty")
+        if "openid" not in self.scopes:
+            raise SettingsError("scopes: must include openid")
+
+
+@dataclass(frozen=True)
 class Auth:
-    mode: Literal["native", "workshop"] = "native"
+    mode: Literal["native", "workshop", "ldap", "oidc"] = "native"
+    # ldap and oidc: the directory's or token's groups become hub groups at each login.
+    # Only members of allowed_groups may log in (empty: everyone the directory or provider
+    # accepts); members of admin_groups are hub admins (and lose it when they leave).
+    allowed_groups: tuple[str, ...] = ()
+    admin_groups: tuple[str, ...] = ()
+    ldap: Ldap | None = None
+    oidc: Oidc | None = None
+    # ldap and oidc: groups users.yml gives, added to the directory's at each login
+    # (localgroups.py); "": none.
+    local_groups_file: str = ""
     # Off: accounts are made by gpuhub-admin (users.yml); on: visitors sign up and an
     # admin approves them.
     enable_signup: bool = False
@@ -139,6 +227,17 @@ class Auth:
     check_common_password: bool = True
     allowed_failed_logins: int = 5
     seconds_before_next_try: int = 600
+
+    def __post_init__(self) -> None:
+        if self.mode == "ldap" and self.ldap is None:
+            raise SettingsError("ldap: mode ldap needs the directory's settings")
+        if self.mode == "oidc" and self.oidc is None:
+            raise SettingsError("oidc: mode oidc needs the provider's settings")
+        for key in ("allowed_groups", "admin_groups"):
+            for name in getattr(self, key):
+                problem = group_problem(name)
+                if problem:
+                    raise SettingsError(f"{key}: {problem}")
 
 
 @dataclass(frozen=True)

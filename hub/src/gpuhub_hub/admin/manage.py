@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import localgroups
 from ..names import username_problem
 from ..settings import Settings
 from .homestore import HomesError, HostHomes, homes_for
@@ -74,6 +75,8 @@ class Manager:
         self.report = Report(dry_run=dry_run)
         approvals = api.accounts()
         self.native = approvals is not None
+        # ldap, oidc: groups come from the directory at each login; the hub adds its own.
+        self.directory = settings.auth.mode in ("ldap", "oidc")
         self.users = api.snapshot_with(approvals)
         self._hub_groups: set[str] | None = None
 
@@ -115,6 +118,8 @@ class Manager:
         """Make `wanted` exist, approved, with the admin flag, groups and password given."""
         self.check_groups([wanted])
         name, report = wanted.name, self.report
+        if wanted.password and not self.native:
+            raise ManageError(f"{name}: a password was given, but {self._no_passwords()}")
         current = self.users.get(name)
         added = current is None
         if added and self.native:
@@ -130,7 +135,9 @@ class Manager:
         if wanted.admin is not None and current.admin != wanted.admin:
             self._run(self.api.set_admin, name, wanted.admin)
             report.note(name, "admin" if wanted.admin else "not admin")
-        if wanted.groups is not None:
+        if wanted.groups is not None and self.directory:
+            self._local_groups(name, current.groups, wanted.groups)
+        elif wanted.groups is not None:
             for group in sorted(set(wanted.groups) - set(current.groups)):
                 self._group(group)
                 self._run(self.api.add_to_group, group, name)
@@ -145,6 +152,26 @@ class Manager:
             report.changed.pop(name, None)
         elif name not in report.changed:
             report.unchanged.append(name)
+
+    def _local_groups(self, name: str, current: tuple[str, ...], wanted: tuple[str, ...]) -> None:
+        """ldap and oidc: `wanted` are the groups the hub adds to the directory's (kept in
+        the local groups file, re-added at each login); the directory's stay."""
+        path = self.settings.auth.local_groups_file
+        if not path:
+            raise ManageError("auth.local_groups_file is not set: re-run site.yml")
+        record = localgroups.load(path)
+        before = set(record.get(name, ()))
+        for group in sorted(set(wanted) - set(current)):
+            self._group(group)
+            self._run(self.api.add_to_group, group, name)
+            self.report.note(name, f"+group {group}")
+        for group in sorted((before - set(wanted)) & set(current)):
+            self._run(self.api.remove_from_group, group, name)
+            self.report.note(name, f"-group {group}")
+        if before != set(wanted):
+            record[name] = sorted(wanted)
+            self._run(localgroups.save, path, record)
+            self.report.note(name, "groups the hub adds: " + (", ".join(sorted(wanted)) or "none"))
 
     def _ensure_account(self, wanted: Wanted, current: Account, added: bool) -> None:
         name, report = wanted.name, self.report
@@ -166,14 +193,24 @@ class Manager:
     def set_password(self, name: str, password: str | None) -> None:
         current = self._existing(name)
         if not self.native:
-            raise ManageError("auth.mode is workshop: users have no passwords")
+            raise ManageError(self._no_passwords())
         new = password or self.new_password()
         self._run(self.api.put_account, name, new, None if current.approved is not None else True)
         if not password:
             self.report.passwords[name] = new
         self.report.note(name, "password set")
 
+    def _no_passwords(self) -> str:
+        mode = self.settings.auth.mode
+        where = {
+            "ldap": "the directory keeps them",
+            "oidc": "the sign-on provider keeps them",
+        }.get(mode, "anyone logs in without one")
+        return f"auth.mode is {mode}: the hub has no passwords ({where})"
+
     def approve(self, name: str) -> None:
+        if not self.native:
+            raise ManageError(f"{self._no_passwords()}, and no sign-ups to approve")
         current = self._existing(name)
         if current.approved:
             self.report.unchanged.append(name)
@@ -208,6 +245,10 @@ class Manager:
                 self._run(self.api.delete_user, name)
             if self.native:
                 self._run(self.api.delete_account, name)
+            path = self.settings.auth.local_groups_file
+            if self.directory and path and name in (record := localgroups.load(path)):
+                del record[name]
+                self._run(localgroups.save, path, record)
         files_deleted = False
         if not named:
             pass
@@ -227,6 +268,9 @@ class Manager:
     # a whole roster
     def sync(self, roster: list[Wanted], exclusive: bool = False, purge: bool = False) -> None:
         self.check_groups(roster)
+        given = [user.name for user in roster if user.password]
+        if given and not self.native:
+            raise ManageError(f"{', '.join(given)}: passwords given, but {self._no_passwords()}")
         wanted = {user.name for user in roster}
         for user in roster:
             self.ensure(user)
