@@ -77,6 +77,24 @@ class HubClient:
             self.username = username
         return ok
 
+    def sso_start(self) -> str:
+        """Single sign-on, as a browser starts it: the hub keeps its state in a cookie of
+        this session and sends the browser to the provider; returns that address."""
+        reply = self.session.get(
+            f"{self.url}/hub/oauth_login", verify=self.verify, timeout=30, allow_redirects=False
+        )
+        if reply.status_code != 302:
+            raise HubError(f"oauth_login: {reply.status_code} {reply.text[:300]}")
+        return reply.headers["Location"]
+
+    def sso_finish(self, callback: str, username: str) -> int:
+        """Back from the provider: follow its redirect to the hub's callback; returns the
+        hub's answer (302 when `username` is logged in)."""
+        reply = self.session.get(callback, verify=self.verify, timeout=60, allow_redirects=False)
+        if reply.status_code == 302:
+            self.username = username
+        return reply.status_code
+
     def approve(self, username: str) -> None:
         """As an admin: authorize a signed-up user (NativeAuthenticator's toggle)."""
         if self.is_approved(username):

@@ -20,7 +20,15 @@ import pytest
 import requests
 from hubclient import HubClient
 from netprobe import probe, users_ip
-from testhost import SECRETS, TestHost, UserFactory, flat, recap, size_in_bytes
+from testhost import (
+    SECRETS,
+    TestHost,
+    UserFactory,
+    flat,
+    memory_events,
+    recap,
+    size_in_bytes,
+)
 
 ATTACKER, VICTIM = "secalice", "secbob"
 METADATA = "169.254.169.254"
@@ -228,21 +236,6 @@ def test_drill_3_user_containers_are_confined(
         assert "CapEff:\t0000000000000000" in lines, inside
         for secret in secrets:
             assert secret not in inside
-
-
-def memory_events(host: TestHost, container: str) -> dict[str, int]:
-    """The container's memory cgroup: its limit, how often usage hit that limit (only
-    the cgroup's own limit counts, never a host-wide shortage) and its OOM kills."""
-    script = (
-        "if [ -f /sys/fs/cgroup/memory.events ]; then "
-        "echo limit $(cat /sys/fs/cgroup/memory.max); "
-        "sed -n 's/^oom /limit_hits /p; /^oom_kill /p' /sys/fs/cgroup/memory.events; "
-        "else echo limit $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); "
-        "echo limit_hits $(cat /sys/fs/cgroup/memory/memory.failcnt); "
-        "grep '^oom_kill ' /sys/fs/cgroup/memory/memory.oom_control; fi"
-    )
-    events = host.run("docker", "exec", container, "sh", "-c", script)
-    return {key: int(value) for key, value in (line.split() for line in events.splitlines())}
 
 
 def started_at(host: TestHost, container: str) -> str:

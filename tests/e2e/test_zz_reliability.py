@@ -5,8 +5,11 @@ run changes nothing) comes first, while the host is exactly as converged."""
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -52,6 +55,33 @@ def assert_state_kept(kernels: Kernels) -> None:
         assert client.server_state(name)["ready"], name
         result = client.execute(name, kernel, "print(state)")
         assert result.stdout == name * 2 + "\n", (name, result)
+
+
+@contextmanager
+def users_at_work(kernels: Kernels, every: float = 30) -> Iterator[list[str]]:
+    """The users keep working while the admin upgrades: each kernel runs a cell every
+    `every` seconds. (Left idle, their servers would rightly be culled once a converge
+    outlasts the scenario's short idle timeout.) A cell the hub's restart interrupts is
+    simply tried again at the next round (kept in `missed`, for a failing test's report)."""
+    done = threading.Event()
+    missed: list[str] = []
+
+    def work() -> None:
+        while not done.wait(every):
+            for name, (client, kernel) in kernels.items():
+                try:
+                    client.execute(name, kernel, "pass", timeout=20)
+                except Exception as error:  # any failure: the next round tries again
+                    missed.append(f"{name}: {error!r}")
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        yield missed
+    finally:
+        done.set()
+        worker.join()
+        print("cells the upgrade interrupted:", missed)  # shown when the drill fails
 
 
 def inspect(host: TestHost, template: str, *containers: str) -> list[str]:
@@ -118,7 +148,8 @@ def test_drill_7_kernels_survive_a_hub_restart_and_upgrade(
 
     hub_before = inspect(host, "{{.Id}}", host.hub)
     proxy_before = inspect(host, "{{.Id}} {{.State.StartedAt}}", host.proxy)
-    upgrade = host.converge("-e", json.dumps(UPGRADE_LABEL))
+    with users_at_work(kernels):
+        upgrade = host.converge("-e", json.dumps(UPGRADE_LABEL))
     assert upgrade.returncode == 0, upgrade.stdout[-3000:]
     assert inspect(host, "{{.Id}}", host.hub) != hub_before, "the hub was not recreated"
     label = '{{index .Config.Labels "io.gpuhub.drill"}}'

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
 import subprocess
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,24 @@ class TestHost:
         if check and code != 0:
             raise AssertionError(f"{command} exited {code}: {text}")
         return text
+
+    def put_file(self, path: str, text: str, mode: int = 0o644) -> None:
+        """Write `text` to `path` on the host (root's), making its folder."""
+        data = text.encode()
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            entry = tarfile.TarInfo(Path(path).name)
+            entry.size, entry.mode = len(data), mode
+            tar.addfile(entry, io.BytesIO(data))
+        self.run("mkdir", "-p", str(Path(path).parent))
+        assert self.container.put_archive(str(Path(path).parent), archive.getvalue())
+
+    @property
+    def enter(self) -> list[str]:
+        """A command prefix that runs a program of this machine inside the host's network
+        (the servers the sign-in tests stand up: the hub reaches them at the host's address)."""
+        self.container.reload()
+        return ["nsenter", "-t", str(self.container.attrs["State"]["Pid"]), "-n"]
 
     def backup_command(self) -> str:
         """The command of the nightly backup's cron entry, exactly as cron runs it (root)."""
@@ -228,6 +248,21 @@ def restic_added_bytes(log: str) -> int | None:
         return None
     value, unit = found[-1]
     return int(float(value) * RESTIC_UNITS[unit])
+
+
+def memory_events(host: TestHost, container: str) -> dict[str, int]:
+    """The container's memory cgroup: its limit, how often usage hit that limit (only
+    the cgroup's own limit counts, never a host-wide shortage) and its OOM kills."""
+    script = (
+        "if [ -f /sys/fs/cgroup/memory.events ]; then "
+        "echo limit $(cat /sys/fs/cgroup/memory.max); "
+        "sed -n 's/^oom /limit_hits /p; /^oom_kill /p' /sys/fs/cgroup/memory.events; "
+        "else echo limit $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); "
+        "echo limit_hits $(cat /sys/fs/cgroup/memory/memory.failcnt); "
+        "grep '^oom_kill ' /sys/fs/cgroup/memory/memory.oom_control; fi"
+    )
+    events = host.run("docker", "exec", container, "sh", "-c", script)
+    return {key: int(value) for key, value in (line.split() for line in events.splitlines())}
 
 
 def size_in_bytes(size: str) -> int:

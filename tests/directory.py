@@ -1,5 +1,7 @@
-"""A real OpenLDAP server (Debian's slapd) for the sign-in tests: a private instance on
-loopback ports, TLS with a CA made here, every operation refused without TLS."""
+"""A real OpenLDAP server (Debian's slapd) for the sign-in tests: a private instance, TLS
+with a CA made here, every operation refused without TLS. The hub's tests run it on
+loopback; the end-to-end tests run it inside a test host's network (`enter`: a command
+prefix such as nsenter's, the binary and its files staying on this machine)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import ipaddress
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +41,8 @@ def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
-def make_tls(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 and localhost: (ca, cert, key)."""
+def make_tls(folder: Path, address: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for `address` and localhost: (ca, cert, key)."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -54,10 +57,10 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(address))]
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
+        .subject_name(_name(address))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -106,8 +109,9 @@ access to * by users read by * none
 
 @dataclass
 class Directory:
-    """A running slapd: StartTLS on `port`, ldaps on `ldaps_port`."""
+    """A running slapd at `address`: StartTLS on `port`, ldaps on `ldaps_port`."""
 
+    address: str
     port: int
     ldaps_port: int
     ca_file: Path
@@ -115,7 +119,7 @@ class Directory:
 
     def admin(self) -> ldap3.Connection:
         tls = ldap3.Tls(ca_certs_file=str(self.ca_file))
-        server = ldap3.Server("127.0.0.1", port=self.port, tls=tls)
+        server = ldap3.Server(self.address, port=self.port, tls=tls)
         conn = ldap3.Connection(server, ADMIN_DN, ADMIN_PASSWORD)
         conn.open()
         conn.start_tls()
@@ -150,10 +154,17 @@ class Directory:
         self.process.wait(timeout=10)
 
 
-def start(folder: Path) -> Directory:
+def start(
+    folder: Path,
+    address: str = "127.0.0.1",
+    enter: Sequence[str] = (),
+    ports: tuple[int, int] | None = None,
+) -> Directory:
+    """slapd at `address` (StartTLS and ldaps `ports`, free ones when not given), run
+    with the `enter` prefix."""
     if not (Path(SLAPD).exists() and Path(SLAPADD).exists()):
         raise RuntimeError(f"{SLAPD} is missing: run scripts/prereqs.sh (it installs slapd)")
-    ca, _, _ = make_tls(folder)
+    ca, _, _ = make_tls(folder, address)
     (folder / "db").mkdir()
     config = folder / "slapd.conf"
     config.write_text(
@@ -186,14 +197,14 @@ userPassword: {SERVICE_PASSWORD}
         check=True,
         capture_output=True,
     )
-    port, ldaps_port = free_port(), free_port()
-    urls = f"ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/"
+    port, ldaps_port = ports or (free_port(), free_port())
+    urls = f"ldap://{address}:{port}/ ldaps://{address}:{ldaps_port}/"
     process = subprocess.Popen(
-        [SLAPD, "-f", str(config), "-h", urls, "-d", "0"],
+        [*enter, SLAPD, "-f", str(config), "-h", urls, "-d", "0"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    directory = Directory(port, ldaps_port, ca, process)
+    directory = Directory(address, port, ldaps_port, ca, process)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -1,5 +1,7 @@
 """A real OpenID Connect provider (Debian's Glewlwyd 2.7) for the sign-in tests: a private
-instance on a loopback port, HTTPS with a CA made here, set up through its admin API."""
+instance, HTTPS with a CA made here, set up through its admin API. Like the directory
+(directory.py), on loopback for the hub's tests, in a test host's network for the
+end-to-end tests."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import secrets
 import subprocess
 import time
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +28,8 @@ CLIENT_SECRET = "provider-client-secret"  # noqa: S105 (a throwaway test provide
 
 CONFIG = """\
 port={port}
-bind_address="127.0.0.1"
-external_url="https://127.0.0.1:{port}"
+bind_address="{address}"
+external_url="https://{address}:{port}"
 login_url="login.html"
 api_prefix="api"
 log_mode="file"
@@ -59,6 +62,7 @@ GROUPS_PROPERTY = (
 
 @dataclass
 class Provider:
+    address: str
     port: int
     ca_file: Path
     process: subprocess.Popen[bytes]
@@ -66,7 +70,7 @@ class Provider:
 
     @property
     def base(self) -> str:
-        return f"https://127.0.0.1:{self.port}/api"
+        return f"https://{self.address}:{self.port}/api"
 
     @property
     def issuer(self) -> str:
@@ -176,21 +180,26 @@ def query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in urllib.parse.parse_qs(urllib.parse.urlparse(url).query).items()}
 
 
-def start(folder: Path) -> Provider:
+def start(
+    folder: Path, address: str = "127.0.0.1", enter: Sequence[str] = (), port: int = 0
+) -> Provider:
+    """Glewlwyd at `address`:`port` (a free one when 0), run with the `enter` prefix."""
     if not (Path(GLEWLWYD).exists() and SCHEMA.exists()):
         raise RuntimeError(f"{GLEWLWYD} is missing: run scripts/prereqs.sh (it installs glewlwyd)")
-    ca, _, _ = make_tls(folder)
+    ca, _, _ = make_tls(folder, address)
     database = folder / "glewlwyd.db"
     subprocess.run(
         ["sqlite3", str(database)], input=SCHEMA.read_bytes() + GROUPS_PROPERTY.encode(), check=True
     )
-    port = free_port()
+    port = port or free_port()
     config = folder / "glewlwyd.conf"
-    config.write_text(CONFIG.format(port=port, folder=folder))
+    config.write_text(CONFIG.format(address=address, port=port, folder=folder))
     process = subprocess.Popen(
-        [GLEWLWYD, f"--config-file={config}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [*enter, GLEWLWYD, f"--config-file={config}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
-    provider = Provider(port, ca, process)
+    provider = Provider(address, port, ca, process)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
