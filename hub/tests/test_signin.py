@@ -166,7 +166,7 @@ def test_unsafe_or_incomplete_ldap_settings_stop_the_hub(
     ldap: dict[str, Any],
     message: str,
 ) -> None:
-    fake = directory.Directory(389, 636, Path("/nonexistent"), None)  # type: ignore[arg-type]
+    fake = directory.Directory("127.0.0.1", 389, 636, Path("/nonexistent"), None)  # type: ignore[arg-type]
     with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
         load_hub(monkeypatch, settings_file(auth=ldap_settings(fake, **ldap)))
 
