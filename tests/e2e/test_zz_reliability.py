@@ -62,15 +62,19 @@ def users_at_work(kernels: Kernels, every: float = 30) -> Iterator[list[str]]:
     """The users keep working while the admin upgrades: each kernel runs a cell every
     `every` seconds. (Left idle, their servers would rightly be culled once a converge
     outlasts the scenario's short idle timeout.) A cell the hub's restart interrupts is
-    simply tried again at the next round (kept in `missed`, for a failing test's report)."""
+    simply tried again at the next round (kept in `missed`, for a failing test's report).
+    The round stops as soon as the upgrade is over: while the hub is down, a cell waits
+    out its timeout, and a whole round of them would hold the drill for minutes."""
     done = threading.Event()
     missed: list[str] = []
 
     def work() -> None:
         while not done.wait(every):
             for name, (client, kernel) in kernels.items():
+                if done.is_set():
+                    return
                 try:
-                    client.execute(name, kernel, "pass", timeout=20)
+                    client.execute(name, kernel, "pass", timeout=10)
                 except Exception as error:  # any failure: the next round tries again
                     missed.append(f"{name}: {error!r}")
 
