@@ -7,10 +7,12 @@ real systemd host nothing is changed.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -101,175 +103,186 @@ OIDC = {
 }
 
 
-@pytest.mark.parametrize(
-    ("extra_vars", "message"),
-    [
-        (
-            {"docker_package_source": "foo"},
-            "value of docker_package_source must be one of: upstream, distro, got: foo",
-        ),
-        ({"docker_users": ["no-such-user-x"]}, "do not exist on localhost: no-such-user-x"),
-        (
-            {"jupyterhub_mem_limit": "2X"},
-            "jupyterhub_mem_limit (hub setting spawner.default_limits.mem_limit): '2X' is not",
-        ),
-        (
-            {"jupyterhub_profiles": [{"slug": "cpu", "display_name": "CPU", "image": "evil:1"}]},
-            "the image must be one gpuhub builds or one listed in jupyterhub_extra_images",
-        ),
-        (
-            {"jupyterhub_profiles": [{"slug": "cpu", "display_name": "C", "imag": "x"}]},
-            "Supported parameters include",
-        ),
-        (
-            {"jupyterhub_auth_mode": "open"},
-            "jupyterhub_auth_mode must be one of: native, ldap, oidc, workshop",
-        ),
-        (
-            {"jupyterhub_auth_mode": "ldap", "jupyterhub_auth_ldap": {**LDAP, "start_tls": False}},
-            "jupyterhub_auth_ldap (hub setting auth.ldap.start_tls): a plain ldap:// connection "
-            "without StartTLS sends passwords in clear",
-        ),
-        (
-            {"jupyterhub_auth_mode": "ldap", "jupyterhub_auth_ldap": {"bind_dn_template": ["x"]}},
-            "jupyterhub_auth_ldap (hub setting auth.ldap.server_address): missing",
-        ),
-        (
-            {"jupyterhub_auth_mode": "ldap", "jupyterhub_auth_ldap": {**LDAP, "ca_file": "/no/ca"}},
-            "jupyterhub_auth_ldap.ca_file: /no/ca is missing on localhost",
-        ),
-        (
-            {
-                "jupyterhub_auth_mode": "ldap",
-                "jupyterhub_auth_ldap": {**LDAP, "search_user": "cn=x"},
-            },
-            "jupyterhub_auth_ldap_search_password: jupyterhub_auth_ldap.search_user needs its "
-            "password",
-        ),
-        (
-            {
-                "jupyterhub_auth_mode": "oidc",
-                **OIDC,
-                "jupyterhub_auth_oidc": {"issuer": "http://x"},
-            },
-            'jupyterhub_auth_oidc.issuer must be the provider\'s https:// URL (got "http://x")',
-        ),
-        (
-            {"jupyterhub_auth_mode": "oidc", **OIDC},
-            "jupyterhub_auth_oidc.issuer: https://127.0.0.1:9/.well-known/openid-configuration "
-            "answered",
-        ),
-        (
-            {"jupyterhub_group_limits": {"staff": {"mem_limit": "lots"}}},
-            "jupyterhub_group_limits (hub setting spawner.group_limits.staff.mem_limit)",
-        ),
-        (
-            {"jupyterhub_admin_users": ["Admin User"]},
-            "jupyterhub_admin_users (hub setting hub.admin_users): 'Admin User' is not a valid",
-        ),
-        ({"jupyterhub_images_variants": ["gpu"]}, "jupyterhub_images_variants must list cpu"),
-        ({"jupyterhub_images_wheelhouse": "/no/such/dir"}, "is not a directory on localhost"),
-        ({"gpuhub_root": "/"}, "gpuhub_root must be an absolute directory"),
-        ({"jupyterhub_storage_root": "/data"}, "jupyterhub_storage_root: these are now set once"),
-        (
-            {"gpu_required": True},
-            "gpu_required is true for localhost, but it has no NVIDIA GPU on its PCI bus",
-        ),
-        ({"nvidia_driver_branch": "latest"}, "nvidia_driver_branch must be a driver branch"),
-        ({"nvidia_container_toolkit_version": "new"}, "nvidia_container_toolkit_version must be"),
-        ({"backup_hour": 25}, "backup_hour must be 0-23 (got 25)"),
-        ({"backup_repository": "/srv/jupyterhub/backups"}, "backup_repository must be an absolute"),
-        ({"backup_keep_daily": 0, "backup_keep_weekly": 0, "backup_keep_monthly": 0}, "not all 0"),
-        ({"jupyterhub_groups": ["Bad Group"]}, "jupyterhub_groups (hub setting hub.groups): 'Bad"),
-        (
-            {"gpuhub_users_subnet": "172.31.241.0/20"},
-            "gpuhub_users_subnet: '172.31.241.0/20' is not an IPv4 network: 172.31.241.0/20 has "
-            "host bits set",
-        ),
-        ({"gpuhub_users_subnet": "10.0.0.0/8"}, "gpuhub_users_subnet: 10.0.0.0/8 must have a /16"),
-        (
-            {"jupyterhub_users_subnet": "172.31.240.0/20"},
-            "jupyterhub_users_subnet: these are now set once, for every role: the users network",
-        ),
-        (
-            {"jupyterhub_pids_limit": 10},
-            "jupyterhub_pids_limit (hub setting spawner.pids_limit): 10",
-        ),
-        (
-            {"firewall_users_allow": [{"to": "10.1.2.300", "ports": [27000]}]},
-            "the `to` of firewall_users_allow must be IPv4 addresses or CIDRs",
-        ),
-        ({"firewall_tcp_ports": [22, 0]}, "must be 1-65535"),
-        ({"jupyterhub_images_labels": {"Release": "1"}}, "jupyterhub_images_labels keys must be"),
-        (
-            {
-                "jupyterhub_profiles": [
-                    {"slug": "cpu", "display_name": "C", "image": CPU_IMAGE},
-                    {
-                        "slug": "gpu",
-                        "display_name": "G",
-                        "image": CPU_IMAGE,
-                        "gpu": {"mode": "exclusive"},
-                    },
-                ]
-            },
-            "jupyterhub_profiles (hub setting spawner.profiles (gpu)): gpu mode exclusive, "
-            "but the host has no GPU",
-        ),
-        # Drifted once: Ansible accepted a GPU-only profile as the one open to everyone,
-        # the hub refused it at start. The hub's own loader now runs at preflight.
-        (
-            {
-                "jupyterhub_gpus": [{"uuid": "GPU-made-up", "index": 0}],
-                "jupyterhub_profiles": [
-                    {
-                        "slug": "gpu",
-                        "display_name": "G",
-                        "image": CPU_IMAGE,
-                        "gpu": {"mode": "exclusive"},
-                    }
-                ],
-            },
-            "jupyterhub_profiles (hub setting spawner.profiles): at least one CPU-only profile "
-            "must be open to every user",
-        ),
-        (
-            {
-                "jupyterhub_profiles": [
-                    {"slug": "g", "display_name": "G", "image": "x", "gpu": {"mode": "all"}}
-                ]
-            },
-            "value of mode must be one of: none, shared, exclusive, mig",
-        ),
-        (
-            {
-                "jupyterhub_gpus": [{"uuid": "GPU-made-up", "index": 0, "name": "NVIDIA L4"}],
-                "jupyterhub_profiles": [
-                    {"slug": "cpu", "display_name": "C", "image": CPU_IMAGE},
-                    {
-                        "slug": "h100",
-                        "display_name": "H",
-                        "image": CPU_IMAGE,
-                        "gpu": {"mode": "exclusive", "model": "NVIDIA H100 80GB HBM3"},
-                    },
-                ],
-            },
-            "jupyterhub_profiles (hub setting spawner.profiles (h100)): no NVIDIA H100 80GB HBM3 "
-            "GPU here (the GPUs found are: NVIDIA L4)",
-        ),
-        ({"jupyterhub_announcement": ["Maintenance"]}, "jupyterhub_announcement"),
-        (
-            {"jupyterhub_extra_config": {"theme": "c.JupyterHub.template_vars = {"}},
-            "jupyterhub_extra_config (hub setting hub.extra_config (theme)): does not compile",
-        ),
-    ],
-)
+# Each case breaks one setting; preflight must refuse it with this message.
+BAD_SETTINGS: list[tuple[dict, str]] = [
+    (
+        {"docker_package_source": "foo"},
+        "value of docker_package_source must be one of: upstream, distro, got: foo",
+    ),
+    ({"docker_users": ["no-such-user-x"]}, "do not exist on localhost: no-such-user-x"),
+    (
+        {"jupyterhub_mem_limit": "2X"},
+        "jupyterhub_mem_limit (hub setting spawner.default_limits.mem_limit): '2X' is not",
+    ),
+    (
+        {"jupyterhub_profiles": [{"slug": "cpu", "display_name": "CPU", "image": "evil:1"}]},
+        "the image must be one gpuhub builds or one listed in jupyterhub_extra_images",
+    ),
+    (
+        {"jupyterhub_profiles": [{"slug": "cpu", "display_name": "C", "imag": "x"}]},
+        "Supported parameters include",
+    ),
+    (
+        {"jupyterhub_auth_mode": "open"},
+        "jupyterhub_auth_mode must be one of: native, ldap, oidc, workshop",
+    ),
+    (
+        {"jupyterhub_auth_mode": "ldap", "jupyterhub_auth_ldap": {**LDAP, "start_tls": False}},
+        "jupyterhub_auth_ldap (hub setting auth.ldap.start_tls): a plain ldap:// connection "
+        "without StartTLS sends passwords in clear",
+    ),
+    (
+        {"jupyterhub_auth_mode": "ldap", "jupyterhub_auth_ldap": {"bind_dn_template": ["x"]}},
+        "jupyterhub_auth_ldap (hub setting auth.ldap.server_address): missing",
+    ),
+    (
+        {"jupyterhub_auth_mode": "ldap", "jupyterhub_auth_ldap": {**LDAP, "ca_file": "/no/ca"}},
+        "jupyterhub_auth_ldap.ca_file: /no/ca is missing on localhost",
+    ),
+    (
+        {
+            "jupyterhub_auth_mode": "ldap",
+            "jupyterhub_auth_ldap": {**LDAP, "search_user": "cn=x"},
+        },
+        "jupyterhub_auth_ldap_search_password: jupyterhub_auth_ldap.search_user needs its password",
+    ),
+    (
+        {
+            "jupyterhub_auth_mode": "oidc",
+            **OIDC,
+            "jupyterhub_auth_oidc": {"issuer": "http://x"},
+        },
+        'jupyterhub_auth_oidc.issuer must be the provider\'s https:// URL (got "http://x")',
+    ),
+    (
+        {"jupyterhub_auth_mode": "oidc", **OIDC},
+        "jupyterhub_auth_oidc.issuer: https://127.0.0.1:9/.well-known/openid-configuration "
+        "answered",
+    ),
+    (
+        {"jupyterhub_group_limits": {"staff": {"mem_limit": "lots"}}},
+        "jupyterhub_group_limits (hub setting spawner.group_limits.staff.mem_limit)",
+    ),
+    (
+        {"jupyterhub_admin_users": ["Admin User"]},
+        "jupyterhub_admin_users (hub setting hub.admin_users): 'Admin User' is not a valid",
+    ),
+    ({"jupyterhub_images_variants": ["gpu"]}, "jupyterhub_images_variants must list cpu"),
+    ({"jupyterhub_images_wheelhouse": "/no/such/dir"}, "is not a directory on localhost"),
+    ({"gpuhub_root": "/"}, "gpuhub_root must be an absolute directory"),
+    ({"jupyterhub_storage_root": "/data"}, "jupyterhub_storage_root: these are now set once"),
+    (
+        {"gpu_required": True},
+        "gpu_required is true for localhost, but it has no NVIDIA GPU on its PCI bus",
+    ),
+    ({"nvidia_driver_branch": "latest"}, "nvidia_driver_branch must be a driver branch"),
+    ({"nvidia_container_toolkit_version": "new"}, "nvidia_container_toolkit_version must be"),
+    ({"backup_hour": 25}, "backup_hour must be 0-23 (got 25)"),
+    ({"backup_repository": "/srv/jupyterhub/backups"}, "backup_repository must be an absolute"),
+    ({"backup_keep_daily": 0, "backup_keep_weekly": 0, "backup_keep_monthly": 0}, "not all 0"),
+    ({"jupyterhub_groups": ["Bad Group"]}, "jupyterhub_groups (hub setting hub.groups): 'Bad"),
+    (
+        {"gpuhub_users_subnet": "172.31.241.0/20"},
+        "gpuhub_users_subnet: '172.31.241.0/20' is not an IPv4 network: 172.31.241.0/20 has "
+        "host bits set",
+    ),
+    ({"gpuhub_users_subnet": "10.0.0.0/8"}, "gpuhub_users_subnet: 10.0.0.0/8 must have a /16"),
+    (
+        {"jupyterhub_users_subnet": "172.31.240.0/20"},
+        "jupyterhub_users_subnet: these are now set once, for every role: the users network",
+    ),
+    (
+        {"jupyterhub_pids_limit": 10},
+        "jupyterhub_pids_limit (hub setting spawner.pids_limit): 10",
+    ),
+    (
+        {"firewall_users_allow": [{"to": "10.1.2.300", "ports": [27000]}]},
+        "the `to` of firewall_users_allow must be IPv4 addresses or CIDRs",
+    ),
+    ({"firewall_tcp_ports": [22, 0]}, "must be 1-65535"),
+    ({"jupyterhub_images_labels": {"Release": "1"}}, "jupyterhub_images_labels keys must be"),
+    (
+        {
+            "jupyterhub_profiles": [
+                {"slug": "cpu", "display_name": "C", "image": CPU_IMAGE},
+                {
+                    "slug": "gpu",
+                    "display_name": "G",
+                    "image": CPU_IMAGE,
+                    "gpu": {"mode": "exclusive"},
+                },
+            ]
+        },
+        "jupyterhub_profiles (hub setting spawner.profiles (gpu)): gpu mode exclusive, "
+        "but the host has no GPU",
+    ),
+    # Drifted once: Ansible accepted a GPU-only profile as the one open to everyone,
+    # the hub refused it at start. The hub's own loader now runs at preflight.
+    (
+        {
+            "jupyterhub_gpus": [{"uuid": "GPU-made-up", "index": 0}],
+            "jupyterhub_profiles": [
+                {
+                    "slug": "gpu",
+                    "display_name": "G",
+                    "image": CPU_IMAGE,
+                    "gpu": {"mode": "exclusive"},
+                }
+            ],
+        },
+        "jupyterhub_profiles (hub setting spawner.profiles): at least one CPU-only profile "
+        "must be open to every user",
+    ),
+    (
+        {
+            "jupyterhub_profiles": [
+                {"slug": "g", "display_name": "G", "image": "x", "gpu": {"mode": "all"}}
+            ]
+        },
+        "value of mode must be one of: none, shared, exclusive, mig",
+    ),
+    (
+        {
+            "jupyterhub_gpus": [{"uuid": "GPU-made-up", "index": 0, "name": "NVIDIA L4"}],
+            "jupyterhub_profiles": [
+                {"slug": "cpu", "display_name": "C", "image": CPU_IMAGE},
+                {
+                    "slug": "h100",
+                    "display_name": "H",
+                    "image": CPU_IMAGE,
+                    "gpu": {"mode": "exclusive", "model": "NVIDIA H100 80GB HBM3"},
+                },
+            ],
+        },
+        "jupyterhub_profiles (hub setting spawner.profiles (h100)): no NVIDIA H100 80GB HBM3 "
+        "GPU here (the GPUs found are: NVIDIA L4)",
+    ),
+    ({"jupyterhub_announcement": ["Maintenance"]}, "jupyterhub_announcement"),
+    (
+        {"jupyterhub_extra_config": {"theme": "c.JupyterHub.template_vars = {"}},
+        "jupyterhub_extra_config (hub setting hub.extra_config (theme)): does not compile",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def preflight_runs(ansible_playbook: PlaybookRunner) -> dict[str, subprocess.CompletedProcess[str]]:
+    """site.yml --check with each of BAD_SETTINGS, side by side: a run is a few seconds of
+    CPU, most of it Ansible starting, and one after the other they took four minutes."""
+    cases = [json.dumps(extra_vars) for extra_vars, _ in BAD_SETTINGS]
+
+    def run(extra_vars: str) -> subprocess.CompletedProcess[str]:
+        return ansible_playbook("site.yml", "-i", "inventory", "--check", "-e", extra_vars)
+
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        return dict(zip(cases, pool.map(run, cases), strict=True))
+
+
+@pytest.mark.parametrize(("extra_vars", "message"), BAD_SETTINGS)
 def test_bad_settings_fail_at_preflight(
-    ansible_playbook: PlaybookRunner, extra_vars: dict, message: str
+    preflight_runs: dict[str, subprocess.CompletedProcess[str]], extra_vars: dict, message: str
 ) -> None:
-    result = ansible_playbook(
-        "site.yml", "-i", "inventory", "--check", "-e", json.dumps(extra_vars)
-    )
+    result = preflight_runs[json.dumps(extra_vars)]
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert message in " ".join(out.split()), out[-2000:]
