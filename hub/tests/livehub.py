@@ -137,7 +137,9 @@ def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
     settings = root / "settings.yaml"
     settings.write_text(yaml.safe_dump(data))
     log = root / "hub.log"
-    env = {**os.environ, "GPUHUB_SETTINGS": str(settings), "PYTHONPATH": str(HUB_SRC)}
+    # The hub package first; a PYTHONPATH already set (another JupyterHub to try) after it.
+    path = os.pathsep.join(filter(None, [str(HUB_SRC), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "GPUHUB_SETTINGS": str(settings), "PYTHONPATH": path}
     jupyterhub = Path(sys.executable).with_name("jupyterhub")
     with log.open("w") as out:
         process = subprocess.Popen(

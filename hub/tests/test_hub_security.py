@@ -138,5 +138,7 @@ def test_named_servers_follow_the_server_name_rule(hub: LiveHub) -> None:
     for escaped in ("%2Ehidden", "%2E%2E"):
         answer = raw(hub, "POST", f"/users/namer/servers/{escaped}")
         assert answer.status_code == 400, answer.text
-        assert "is not a valid server name" in answer.json()["message"]
+        # gpuhub's rule; JupyterHub 6 refuses such a name itself first.
+        message = answer.json()["message"]
+        assert "is not a valid server name" in message or "Invalid server_name" in message
     assert not (admin.user("namer") or {}).get("servers")

@@ -35,6 +35,7 @@ from tornado import web
 from traitlets import Unicode
 
 from .names import username_problem
+from .nativecompat import compatible
 
 
 class GpuhubAuthenticator(NativeAuthenticator):
@@ -67,7 +68,7 @@ class GpuhubAuthenticator(NativeAuthenticator):
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:  # noqa: ANN401
         return [
-            *super().get_handlers(app),
+            *compatible(super().get_handlers(app)),
             (r"/api/gpuhub/accounts", AccountListHandler),
             (r"/api/gpuhub/accounts/([^/]+)", AccountHandler),
             (r"/api/gpuhub/accounts/([^/]+)/check", PasswordCheckHandler),
