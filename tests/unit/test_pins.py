@@ -33,10 +33,11 @@ def test_image_pins_match_the_test_environment() -> None:
 
 def test_nativeauthenticator_login_handler_finds_what_it_needs() -> None:
     # NativeAuthenticator 1.3.0's LoginHandler.post times logins with self.statsd, which
-    # JupyterHub 6 removed: every login then fails with a 500. Keep the pair compatible.
-    from jupyterhub.handlers.base import BaseHandler
-    from nativeauthenticator.handlers import LoginHandler
+    # JupyterHub 6 removed: every login then failed with a 500. The hub serves its own
+    # subclass (hub/src/gpuhub_hub/nativecompat.py), which has one on either.
+    from gpuhub_hub.nativecompat import LoginHandler
+    from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 
-    source = Path(LoginHandler.post.__code__.co_filename).read_text()
+    source = Path(NativeLoginHandler.post.__code__.co_filename).read_text()
     if "self.statsd" in source:
-        assert hasattr(BaseHandler, "statsd"), "this JupyterHub lacks statsd: logins would fail"
+        assert hasattr(LoginHandler, "statsd"), "this JupyterHub lacks statsd: logins would fail"
