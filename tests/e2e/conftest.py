@@ -75,20 +75,3 @@ def make_user(host: TestHost, hub_url: str, ca_file: str) -> UserFactory:
         return client
 
     return make
-
-
-IDLE_TEST = "test_zz_idle_server_is_culled"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def idler(request: pytest.FixtureRequest, make_user: UserFactory) -> float | None:
-    """A server started before the first test and never used again, for the culler test
-    (test_hub.py): it idles while the other tests run, rather than that test waiting out
-    the idle timeout alone. Returns when it was ready (time.monotonic), or None when that
-    test is not among those run."""
-    if not any(item.name == IDLE_TEST for item in request.session.items):
-        return None
-    client = make_user("idler")
-    client.start_server("idler")
-    assert client.server_state("idler")["ready"], "the idle server did not start"
-    return time.monotonic()
