@@ -23,16 +23,11 @@ class _Timer:
 
 
 class NullStats:
-    """The part of a statsd client NativeAuthenticator's handlers call: records nothing."""
+    """The part of a statsd client NativeAuthenticator's handlers call (a login's timer):
+    records nothing."""
 
     def timer(self, stat: str) -> _Timer:
         return _Timer()
-
-    def incr(self, stat: str, count: int = 1) -> None:
-        return None
-
-    def timing(self, stat: str, delta: float) -> None:
-        return None
 
 
 class LoginHandler(NativeLoginHandler):
