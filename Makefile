@@ -9,12 +9,13 @@ PYTHON ?= python3
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-# Molecule scenarios `make test` runs, in order (the demo scenario is not a test).
+# Molecule scenarios `make molecule` runs, in order (the demo scenario is not a test;
+# `make test` runs the same ones in the lanes below).
 SCENARIOS ?= docker tls default cluster
 DEMO_SCENARIO := demo
 TESTHOST_ENV := eval "$$(molecule/testhost/env.sh)"
 
-.PHONY: help prereqs reports bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean bench bench-cluster
+.PHONY: help prereqs reports bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean bench bench-cluster lanes
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,15 +51,35 @@ test-quick: lint pytest ## Everything but Molecule: for local loops
 testhost: prereqs ## Build (or reuse) the systemd Debian 12 test-host image
 	molecule/testhost/build.sh
 
-molecule: bootstrap testhost ## Every Molecule scenario in SCENARIOS
+molecule: bootstrap testhost ## Every Molecule scenario in SCENARIOS, one after another
 	mkdir -p $(REPORTS); rm -f $(REPORTS)/molecule-*.passed
-	$(TESTHOST_ENV); for s in $(SCENARIOS); do \
-	  echo "=== molecule test -s $$s"; $(BIN)/molecule test -s $$s; touch $(REPORTS)/molecule-$$s.passed; done
+	$(MAKE) --no-print-directory $(addprefix scenario-,$(SCENARIOS))
+
+# One scenario, without the prerequisites (molecule and the lanes below have them done).
+scenario-%:
+	@echo "=== molecule test -s $*"
+	$(TESTHOST_ENV); $(BIN)/molecule test -s $*
+	touch $(REPORTS)/molecule-$*.passed
 
 reports: # An empty reports folder, so the summary counts only this run's tests
 	rm -rf $(REPORTS); mkdir -p $(REPORTS)
 
-test: prereqs reports testhost test-quick molecule ## The full suite: lint, pytest, every Molecule scenario
+# `make test` runs two lanes side by side, each an ordered list of steps: most of a
+# scenario's time is spent waiting (on a test host's Docker, on a hub, on the idle timeouts
+# the drills must sit out), so the second core does the rest meanwhile. The longest
+# scenario has a lane of its own; every line of output names its lane.
+# Same host names, ports and reports are never shared between lanes (one test host per
+# scenario, named after it).
+LANE_1 ?= scenario-default
+LANE_2 ?= lint scenario-docker scenario-tls scenario-cluster pytest
+
+lane-%:
+	$(MAKE) --no-print-directory -j1 $(LANE_$*) 2>&1 | sed -u 's/^/[lane $*] /'
+
+lanes: bootstrap testhost # Both lanes side by side (the prerequisites done first)
+	$(MAKE) --no-print-directory -j2 lane-1 lane-2
+
+test: prereqs reports testhost bootstrap lanes ## The full suite: lint, pytest, every Molecule scenario (in two lanes)
 
 demo: bootstrap testhost ## Converge site.yml into a throwaway test-host container
 	$(TESTHOST_ENV); $(BIN)/molecule converge -s $(DEMO_SCENARIO)
