@@ -202,6 +202,10 @@ BAD_SETTINGS: list[tuple[dict, str]] = [
     ({"firewall_tcp_ports": [22, 0]}, "must be 1-65535"),
     ({"jupyterhub_images_labels": {"Release": "1"}}, "jupyterhub_images_labels keys must be"),
     (
+        {"jupyterhub_images_apt_mirror": "deb.example.org"},
+        "jupyterhub_images_apt_mirror and jupyterhub_images_npm_registry must be empty or an http",
+    ),
+    (
         {
             "jupyterhub_profiles": [
                 {"slug": "cpu", "display_name": "C", "image": CPU_IMAGE},

@@ -15,11 +15,13 @@ import pytest
 import requests
 from hubclient import HubClient
 from netprobe import probe
+from shared_facts import hub_image
 from testhost import TestHost, UserFactory, changed_tasks, recap
 
 LIVE = [f"live{i}" for i in range(10)]
 RETURNER = "returner"
 UPGRADE_LABEL = {"jupyterhub_images_labels": {"io.gpuhub.drill": "upgraded"}}
+OLDER_BUILDS = ("drill-unused", "drill-in-use")
 
 Kernels = dict[str, tuple[HubClient, str]]
 
@@ -152,9 +154,25 @@ def test_drill_7_kernels_survive_a_hub_restart_and_upgrade(
 
     hub_before = inspect(host, "{{.Id}}", host.hub)
     proxy_before = inspect(host, "{{.Id}} {{.State.StartedAt}}", host.proxy)
+    current = hub_image()
+    build_before = inspect(host, "{{.Id}}", current)
+    # Older builds of the hub image: one unused, which the upgrade removes, and one a
+    # (stopped) container still uses, which stays.
+    repository = current.rpartition(":")[0]
+    for tag in OLDER_BUILDS:
+        dockerfile = f"FROM {current}\nLABEL io.gpuhub.drill={tag}\n"
+        host.run("sh", "-c", f"printf '{dockerfile}' | docker build -q -t {repository}:{tag} -")
+    host.run("docker", "create", "--name", "drill-older-build", f"{repository}:{OLDER_BUILDS[1]}")
     with users_at_work(kernels):
         upgrade = host.converge("-e", json.dumps(UPGRADE_LABEL))
     assert upgrade.returncode == 0, upgrade.stdout[-3000:]
+    # Image retention: the build the upgrade replaced is the previous one (a rollback's).
+    assert inspect(host, "{{.Id}}", f"{repository}:previous") == build_before
+    tags = host.run("docker", "image", "ls", "--format", "{{.Tag}}", repository).split()
+    assert OLDER_BUILDS[0] not in tags, tags
+    assert OLDER_BUILDS[1] in tags, tags
+    host.run("docker", "rm", "drill-older-build")
+    host.run("docker", "rmi", f"{repository}:{OLDER_BUILDS[1]}")
     assert inspect(host, "{{.Id}}", host.hub) != hub_before, "the hub was not recreated"
     label = '{{index .Config.Labels "io.gpuhub.drill"}}'
     assert inspect(host, label, host.hub) == ["upgraded"]

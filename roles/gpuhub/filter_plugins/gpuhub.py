@@ -8,7 +8,10 @@
   `name | gpuhub_group_problem`: the same for a group name.
 - `subnet | gpuhub_users_network`: the users network's addresses (gateway, hub, proxy, the
   containers' range); `subnet | gpuhub_users_network_problem`: '' or what is wrong.
-- `repository | gpuhub_image`: the image the hub runs, `<repository>:current`;
+- `repository | gpuhub_image[('previous')]`: the image the hub runs, `<repository>:current`
+  (or the build before it, which a rollback returns to: `<repository>:previous`);
+  `images | gpuhub_stale_image_tags(repositories, containers)`: the tags of builds that are
+  neither of those nor used by a container (image retention);
   `variant | gpuhub_singleuser_image(name[, tag=False])`: `<name>-<variant>[:current]`.
 - `hosts | gpuhub_cluster_addresses(hostvars)`: {host: the address other cluster hosts
   reach it at}: its inventory's gpuhub_cluster_address, else its gathered default IPv4, else ''.
@@ -41,6 +44,8 @@ SEGMENT = re.compile(r"([A-Za-z_]+)(?:\[\d+\])?")
 VARIABLE = re.compile(r"\bjupyterhub_[a-z0-9_]+")
 # The images role builds <repository>:<hash of its inputs> and moves this tag to the newest.
 CURRENT = "current"
+# The build `current` pointed at before the last rebuild: kept, so that a rollback has it.
+PREVIOUS = "previous"
 
 
 def _hub() -> None:
@@ -113,8 +118,27 @@ def gpuhub_users_network(subnet: str) -> dict[str, str]:
     }
 
 
-def gpuhub_image(repository: str) -> str:
-    return f"{repository}:{CURRENT}"
+def gpuhub_image(repository: str, which: str = CURRENT) -> str:
+    if which not in (CURRENT, PREVIOUS):
+        raise AnsibleFilterError(f"gpuhub_image: {which!r} is neither {CURRENT} nor {PREVIOUS}")
+    return f"{repository}:{which}"
+
+
+def gpuhub_stale_image_tags(
+    images: list[dict[str, Any]], repositories: list[str], containers: list[dict[str, Any]]
+) -> list[str]:
+    """The tags in `repositories` to remove: every tag of an image that is neither the
+    current nor the previous build of one of them (tagged so) nor used by a container.
+    `images` and `containers` as Docker lists them (Id and RepoTags; ImageID)."""
+    ours = set(repositories)
+    keep = {gpuhub_image(r, which) for r in ours for which in (CURRENT, PREVIOUS)}
+    in_use = {c.get("ImageID") for c in containers}
+    stale = []
+    for image in images:
+        tags = [t for t in image.get("RepoTags") or [] if t.rpartition(":")[0] in ours]
+        if tags and image["Id"] not in in_use and not keep.intersection(tags):
+            stale.extend(tags)
+    return sorted(stale)
 
 
 def gpuhub_singleuser_image(variant: str, name: str, tag: bool = True) -> str:
@@ -208,6 +232,7 @@ class FilterModule:
             "gpuhub_users_network_problem": gpuhub_users_network_problem,
             "gpuhub_settings_problem": gpuhub_settings_problem,
             "gpuhub_image": gpuhub_image,
+            "gpuhub_stale_image_tags": gpuhub_stale_image_tags,
             "gpuhub_cluster_addresses": gpuhub_cluster_addresses,
             "gpuhub_hosts_gpus": gpuhub_hosts_gpus,
             "gpuhub_swarm_status": gpuhub_swarm_status,
