@@ -43,6 +43,19 @@ def test_entry_points_pass_syntax_check(ansible_playbook: PlaybookRunner, args: 
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_update_refuses_a_bad_setting_before_changing_anything(
+    ansible_playbook: PlaybookRunner,
+) -> None:
+    result = ansible_playbook(
+        "playbooks/update.yml", "-i", "inventory", "--check", "-e", "host_update_reboot=maybe"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Validation of arguments failed" in output, output
+    assert "host_update_reboot" in output, output
+    assert recap(output)[0] == 0, output
+
+
 @pytest.mark.skipif(
     Path("/proc/1/comm").read_text().strip() == "systemd",
     reason="this machine runs systemd, so it is a valid target",
