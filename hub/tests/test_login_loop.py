@@ -58,6 +58,8 @@ def test_the_hub_answers_while_users_log_in(hub: LiveHub) -> None:
     assert all(logged_in)
     hash_time = one_hash_seconds()
     # On the event loop, a health check that arrives during a login waits for the whole
-    # hash (and eight logins queue eight hashes); off the loop it waits for none.
-    assert max(delays) < hash_time / 2, (max(delays), hash_time, len(delays))
+    # hash, and eight logins queue eight hashes (measured: a check waited 5.6 to 9.3 hashes); off
+    # the loop it waits for none. Two hashes' worth of margin: on a loaded machine (make
+    # test runs two lanes side by side) a check may be held up by the scheduler alone.
+    assert max(delays) < 2 * hash_time, (max(delays), hash_time, len(delays))
     assert not HubClient(hub.url).login(USERS[0], "wrong-" + PASSWORD)  # control: it checks
