@@ -42,8 +42,15 @@ class Holders:
         """A container labelled with `devices`: started, or (start=False) left `created`
         as after a hub crash between create and start."""
         labels = {TEST_LABEL: self.run, "gpuhub.user": user, **Allocation(devices, True).labels()}
+        # No network: an address on Docker's default bridge is one a Molecule test host
+        # restarting meanwhile (drill 9, in the other lane of make test) could come back
+        # without.
         container = self.client.create_container(
-            self.image, ["sleep", "600"], labels=labels, name=f"gpuhub-test-{self.run}-{user}"
+            self.image,
+            ["sleep", "600"],
+            labels=labels,
+            name=f"gpuhub-test-{self.run}-{user}",
+            host_config=self.client.create_host_config(network_mode="none"),
         )
         if start:
             self.client.start(container["Id"])

@@ -213,9 +213,14 @@ def test_drill_9_the_stack_returns_after_a_reboot(
     code = "open('/home/jovyan/work/before-reboot.txt', 'w').write('still 42')"
     assert user.execute(RETURNER, kernel, code).error is None
 
+    address = host.address
     host.container.restart(timeout=60)
     host.container.reload()
-    url = f"https://{host.address}"
+    # A real server keeps its address; a test host gets one from Docker's default bridge
+    # again, and a container made meanwhile may have taken the old one (the certificate
+    # names it): say so rather than wait for a hub that answers elsewhere.
+    assert host.address == address, f"the test host came back at {host.address}, not {address}"
+    url = f"https://{address}"
     wait_for_hub(url, ca_file, timeout=420)
     for unit in ("gpuhub-firewall", "docker", "nginx"):
         assert host.run("systemctl", "is-active", unit).strip() == "active", unit
