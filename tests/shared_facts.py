@@ -37,9 +37,11 @@ def jupyterhub_var(name: str) -> Any:  # noqa: ANN401 (YAML)
 
 
 @cache
-def filters() -> ModuleType:
-    """roles/gpuhub's filter plugin as a module: gpuhub_image, gpuhub_singleuser_image..."""
-    spec = importlib.util.spec_from_file_location("gpuhub_filters", FILTERS)
+def filters(role: str = "gpuhub") -> ModuleType:
+    """A role's filter plugin (roles/<role>/filter_plugins/<role>.py) as a module: by
+    default gpuhub's (gpuhub_image, gpuhub_singleuser_image...)."""
+    path = FILTERS if role == "gpuhub" else REPO / f"roles/{role}/filter_plugins/{role}.py"
+    spec = importlib.util.spec_from_file_location(f"{role}_filters", path)
     assert spec
     assert spec.loader
     module = importlib.util.module_from_spec(spec)

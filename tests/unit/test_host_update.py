@@ -3,10 +3,9 @@ what is upgraded and what is held. The lines are apt-get's, as Debian 12 prints 
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 
-from shared_facts import REPO
+from shared_facts import filters
 
 SIMULATION = """\
 Reading package lists...
@@ -26,13 +25,7 @@ Conf base-files (12.4+deb12u15 Debian:12.15/oldstable [amd64])
 
 
 def plugin() -> ModuleType:
-    path = REPO / "roles/host_update/filter_plugins/host_update.py"
-    spec = importlib.util.spec_from_file_location("host_update_filters", path)
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return filters("host_update")
 
 
 def test_held_patterns_keep_the_kernel_and_driver_back() -> None:
