@@ -75,3 +75,28 @@ def make_user(host: TestHost, hub_url: str, ca_file: str) -> UserFactory:
         return client
 
     return make
+
+
+IDLER = "idler"
+IDLE_TEST = "test_zz_idle_server_is_culled"
+# Their full restore stops every user server: the idler starts after them.
+BEFORE_IDLER = "test_backup.py"
+
+
+@pytest.fixture(scope="session")
+def idler(request: pytest.FixtureRequest, make_user: UserFactory) -> float | None:
+    """A server started once and never used again, for the culler test (test_hub.py): it
+    idles while the other tests run, rather than that test waiting out the idle timeout
+    alone. When it was ready (time.monotonic), or None when that test is not run."""
+    if not any(item.name == IDLE_TEST for item in request.session.items):
+        return None
+    client = make_user(IDLER)
+    client.start_server(IDLER)
+    assert client.server_state(IDLER)["ready"], "the idle server did not start"
+    return time.monotonic()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _idler_from_the_first_module_after_the_backups(request: pytest.FixtureRequest) -> None:
+    if Path(str(request.path)).name != BEFORE_IDLER:
+        request.getfixturevalue("idler")

@@ -1,6 +1,7 @@
 """The hub, end to end, on a converged test host: accounts, spawning, limits, files,
 starter content, culling, and a hub restart. Tests run in file order; the culler's idle
-server is started first and checked last, so its wait overlaps the other tests."""
+server (conftest's `idler`) started before this module and is checked last, so its wait
+overlaps the other tests."""
 
 from __future__ import annotations
 
@@ -31,12 +32,6 @@ def run(client: HubClient, kernel: str, code: str) -> str:
     result = client.execute(client.username or "", kernel, code)
     assert result.error is None, result.error
     return result.stdout
-
-
-def test_00_an_idle_server_starts_for_the_culler(make_user: UserFactory) -> None:
-    idler = make_user("idler")
-    idler.start_server("idler")
-    assert idler.server_state("idler")["ready"]
 
 
 def test_server_spawns_and_runs_torch(alice: HubClient, alice_kernel: str) -> None:
@@ -153,12 +148,14 @@ def test_tutorial_is_seeded_and_never_overwritten(host: TestHost, make_user: Use
     carol.stop_server("carol")
 
 
-def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient) -> None:
+def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient, idler: float | None) -> None:
     """Culled by the idle culler, and only after the scenario's timeout of inactivity
-    (the culler logs how long the server was idle)."""
+    (the culler logs how long the server was idle). The server started with the first
+    module after the backup drills (the `idler` fixture) and has idled since."""
+    assert idler is not None
     timeout = host.scenario_var("jupyterhub_culler_timeout")
     every = host.scenario_var("jupyterhub_culler_every")
-    deadline = time.monotonic() + timeout + 3 * every + 60
+    deadline = idler + timeout + 3 * every + 60
     while time.monotonic() < deadline:
         if admin.server_state("idler") is None:
             break
