@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 SCENARIO = "bench"
 HOST = f"gpuhub-{SCENARIO}"
-sys.path[:0] = [str(REPO / "tests" / "e2e"), str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "tests" / "e2e"), str(REPO / "tests"), str(REPO / "hub" / "src")]
 
 from hubclient import HubClient  # noqa: E402
 from testhost import TestHost  # noqa: E402

@@ -1,58 +1,27 @@
-"""A small client for a gpuhub hub, as a browser and the REST API use it.
-
-Used by the end-to-end tests (and the load benchmark): sign up, log in, approve, spawn,
-and run code in a kernel over its websocket.
-"""
+"""The hub client of the end-to-end tests (and the load benchmark): gpuhub's own client
+(gpuhub_hub.client, which the upgrade's smoke test uses) plus what only tests do: sign up,
+single sign-on, approve, and the kernel's websocket through websocket-client, kept open
+for a block (a browser tab's)."""
 
 from __future__ import annotations
 
 import json
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-import requests
 import websocket
+from gpuhub_hub.client import HubClient as BaseClient
+from gpuhub_hub.client import HubError, KernelResult, ReplyCollector, execute_request
 
-XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')
-
-
-class HubError(RuntimeError):
-    """The hub answered something a test did not expect."""
+__all__ = ["HubClient", "HubError", "KernelResult", "idle", "run_code"]
 
 
 @dataclass
-class KernelResult:
-    stdout: str = ""
-    error: str | None = None
-    status: str = ""
-
-
-@dataclass
-class HubClient:
+class HubClient(BaseClient):
     """One browser-like session against the hub at `url` (ending without a slash)."""
-
-    url: str
-    verify: bool | str = True
-    session: requests.Session = field(default_factory=requests.Session)
-    token: str | None = None
-    username: str | None = None
-    password: str | None = None
-
-    # --- forms --------------------------------------------------------------------
-    def _form(self, path: str, data: dict[str, str]) -> requests.Response:
-        page = self.session.get(f"{self.url}{path}", verify=self.verify, timeout=30)
-        page.raise_for_status()
-        match = XSRF_FIELD.search(page.text)
-        if match:
-            data = {**data, "_xsrf": match.group(1)}
-        return self.session.post(
-            f"{self.url}{path}", data=data, verify=self.verify, timeout=30, allow_redirects=False
-        )
 
     def signup(self, username: str, password: str) -> str:
         """Sign up; returns the page text (NativeAuthenticator's message)."""
@@ -66,16 +35,6 @@ class HubClient:
             },
         )
         return response.text
-
-    def login(self, username: str, password: str) -> bool:
-        """Log in through the form; True when the hub set a login cookie and redirected."""
-        response = self._form("/hub/login", {"username": username, "password": password})
-        ok = response.status_code == 302 and any(
-            c.name.startswith("jupyterhub-hub-login") for c in self.session.cookies
-        )
-        if ok:
-            self.username = username
-        return ok
 
     def sso_start(self) -> str:
         """Single sign-on, as a browser starts it: the hub keeps its state in a cookie of
@@ -113,86 +72,12 @@ class HubClient:
             raise HubError(f"{username} is not on the authorization page")
         return ">Unauthorize<" in row.group(0)
 
-    # --- REST API -----------------------------------------------------------------
-    def create_token(self, note: str = "e2e") -> str:
-        """A token for the logged-in user, made through the API with the session cookie."""
-        xsrf = self.session.cookies.get("_xsrf", path="/hub/") or self.session.cookies.get("_xsrf")
-        response = self.session.post(
-            f"{self.url}/hub/api/users/{self.username}/tokens",
-            json={"note": note, "expires_in": 3600},
-            headers={"X-XSRFToken": xsrf or ""},
-            verify=self.verify,
-            timeout=30,
-        )
-        if response.status_code != 201:
-            raise HubError(f"token: {response.status_code} {response.text[:300]}")
-        self.token = response.json()["token"]
-        return self.token
-
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:  # noqa: ANN401
-        headers = {"Authorization": f"token {self.token}"} if self.token else {}
-        return requests.request(
-            method,
-            f"{self.url}{path}",
-            headers=headers,
-            verify=self.verify,
-            timeout=kwargs.pop("timeout", 60),
-            **kwargs,
-        )
-
-    def server_state(self, user: str, name: str = "") -> dict[str, Any] | None:
-        response = self.api("GET", f"/hub/api/users/{user}")
-        response.raise_for_status()
-        return response.json().get("servers", {}).get(name)
-
-    def start_server(self, user: str, name: str = "", timeout: float = 300, **options: str) -> None:
-        path = f"/hub/api/users/{user}/servers/{name}" if name else f"/hub/api/users/{user}/server"
-        response = self.api("POST", path, json=options)
-        if response.status_code not in (201, 202, 400):
-            raise HubError(f"spawn: {response.status_code} {response.text[:300]}")
-        if response.status_code == 400 and "already running" not in response.text:
-            raise HubError(f"spawn: {response.status_code} {response.text[:300]}")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = self.server_state(user, name)
-            if state and state.get("ready"):
-                return
-            if state is None and response.status_code == 202:
-                raise HubError("spawn failed: the server disappeared while starting")
-            time.sleep(1)
-        raise HubError(f"server of {user} not ready after {timeout} s")
-
-    def stop_server(self, user: str, name: str = "", timeout: float = 120) -> None:
-        path = f"/hub/api/users/{user}/servers/{name}" if name else f"/hub/api/users/{user}/server"
-        response = self.api("DELETE", path)
-        if response.status_code not in (202, 204, 400):
-            raise HubError(f"stop: {response.status_code} {response.text[:300]}")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.server_state(user, name) is None:
-                return
-            time.sleep(1)
-        raise HubError(f"server of {user} still running after {timeout} s")
-
-    # --- the user's server ----------------------------------------------------------
-    def server_url(self, user: str, name: str = "") -> str:
-        return f"{self.url}/user/{user}/{name + '/' if name else ''}"
-
-    def start_kernel(self, user: str, name: str = "") -> str:
-        response = self.api(
-            "POST", f"/user/{user}/{name + '/' if name else ''}api/kernels", json={}
-        )
-        if response.status_code != 201:
-            raise HubError(f"kernel: {response.status_code} {response.text[:300]}")
-        return response.json()["id"]
-
     @contextmanager
     def channels(
         self, user: str, kernel_id: str, name: str = "", timeout: float = 120
     ) -> Iterator[websocket.WebSocket]:
         """The kernel's websocket (shell, iopub... multiplexed), open for the block."""
-        base = self.url.replace("http", "ws", 1)
-        url = f"{base}/user/{user}/{name + '/' if name else ''}api/kernels/{kernel_id}/channels"
+        url = self.channels_url(user, kernel_id, name)
         sslopt = {"ca_certs": self.verify} if isinstance(self.verify, str) else {}
         ws = websocket.create_connection(
             url, header=[f"Authorization: token {self.token}"], timeout=timeout, sslopt=sslopt
@@ -210,75 +95,26 @@ class HubClient:
             return run_code(ws, code, timeout)
 
 
-def _message(code: str) -> dict[str, Any]:
-    return {
-        "header": {
-            "msg_id": uuid.uuid4().hex,
-            "username": "e2e",
-            "session": uuid.uuid4().hex,
-            "msg_type": "execute_request",
-            "version": "5.3",
-        },
-        "parent_header": {},
-        "metadata": {},
-        "content": {
-            "code": code,
-            "silent": False,
-            "store_history": False,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        },
-        "channel": "shell",
-        "buffers": [],
-    }
-
-
 def run_code(ws: websocket.WebSocket, code: str, timeout: float = 120) -> KernelResult:
     """Send one execute_request on an open kernel websocket; wait for its reply."""
-    request = _message(code)
-    msg_id = request["header"]["msg_id"]
+    request = execute_request(code)
     ws.send(json.dumps(request))
-    result = KernelResult()
-    replied = idle = False
+    reply = ReplyCollector(request)
     deadline = time.monotonic() + timeout
     previous = ws.gettimeout()
     # Short reads, so the deadline holds even while the server's pings keep the socket busy.
     ws.settimeout(5)
     try:
-        while not (replied and idle):
+        while not reply.done:
             if time.monotonic() > deadline:
                 raise HubError(f"no reply to execute_request within {timeout} s")
             try:
-                message = json.loads(ws.recv())
+                reply.add(json.loads(ws.recv()))
             except websocket.WebSocketTimeoutException:
                 continue
-            kind, content = message["msg_type"], message["content"]
-            if kind == "status" and content.get("execution_state") in ("restarting", "dead"):
-                # The kernel died (its memory limit, say): no reply will come.
-                result.error, result.status = "kernel died", content["execution_state"]
-                return result
-            if message.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            replied, idle = _collect(result, kind, content, replied, idle)
     finally:
         ws.settimeout(previous)
-    return result
-
-
-def _collect(
-    result: KernelResult, kind: str, content: dict[str, Any], replied: bool, idle: bool
-) -> tuple[bool, bool]:
-    """Fold one message of the request into `result`; returns (replied, idle)."""
-    if kind == "stream" and content.get("name") == "stdout":
-        result.stdout += content["text"]
-    elif kind == "error":
-        result.error = f"{content['ename']}: {content['evalue']}"
-    elif kind == "execute_reply":
-        replied, result.status = True, content["status"]
-    elif kind == "status" and content.get("execution_state") == "idle":
-        idle = True
-    return replied, idle
+    return reply.result
 
 
 def idle(ws: websocket.WebSocket, seconds: float) -> None:
