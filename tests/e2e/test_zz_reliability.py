@@ -1,6 +1,8 @@
 """Reliability drills 7-10 (README, Security). They run last (file name): they restart
-the hub, upgrade it, restart Docker and reboot the test host. Drill 10 (a --check --diff
-run changes nothing) comes first, while the host is exactly as converged."""
+the hub, upgrade it (playbooks/upgrade.yml, from the scenario's JupyterHub 5 to the role's
+pins, then an upgrade broken on purpose that rolls itself back), restart Docker and reboot
+the test host. Drill 10 (a --check --diff run changes nothing) comes first, while the host
+is exactly as converged."""
 
 from __future__ import annotations
 
@@ -15,13 +17,21 @@ import pytest
 import requests
 from hubclient import HubClient
 from netprobe import probe
-from shared_facts import hub_image
-from testhost import TestHost, UserFactory, changed_tasks, recap
+from shared_facts import default, hub_image
+from testhost import TestHost, UserFactory, changed_tasks, flat, ok, recap
 
 LIVE = [f"live{i}" for i in range(10)]
 RETURNER = "returner"
-UPGRADE_LABEL = {"jupyterhub_images_labels": {"io.gpuhub.drill": "upgraded"}}
+# The upgrade: to the role's pins (the scenario starts from the previous JupyterHub).
+PINS = default("jupyterhub_images_versions")
+UPGRADE = ("-e", json.dumps({"jupyterhub_images_versions": PINS}))
+# An upgrade whose new hub image cannot show the login form.
+BROKEN = {
+    "jupyterhub_images_versions": PINS,
+    "jupyterhub_images_hub_extra_commands": ["find /opt -name native-login.html -delete"],
+}
 OLDER_BUILDS = ("drill-unused", "drill-in-use")
+FRESH = "fresh"
 
 Kernels = dict[str, tuple[HubClient, str]]
 
@@ -142,8 +152,22 @@ def test_drill_10_check_diff_on_a_converged_host_changes_nothing(host: TestHost)
     assert after == before, "\n".join(sorted(set(after.splitlines()) ^ set(before.splitlines())))
 
 
+def jupyterhub_version(host: TestHost) -> str:
+    return host.run("docker", "exec", host.hub, "jupyterhub", "--version").strip()
+
+
+def schema(host: TestHost) -> str:
+    """The hub database's schema revision (alembic's)."""
+    read = (
+        "import sqlite3, sys; database = sqlite3.connect(sys.argv[1], uri=True); "
+        "print(database.execute('select version_num from alembic_version').fetchone()[0])"
+    )
+    uri = f"file:{host.root}/state/jupyterhub.sqlite?mode=ro"
+    return host.run("python3", "-c", read, uri).strip()
+
+
 def test_drill_7_kernels_survive_a_hub_restart_and_upgrade(
-    host: TestHost, hub_url: str, ca_file: str, kernels: Kernels
+    host: TestHost, hub_url: str, ca_file: str, kernels: Kernels, make_user: UserFactory
 ) -> None:
     servers = [host.server_of(name) for name in LIVE]
     started = inspect(host, "{{.State.StartedAt}}", *servers)
@@ -152,10 +176,14 @@ def test_drill_7_kernels_survive_a_hub_restart_and_upgrade(
     wait_for_hub(hub_url, ca_file)
     assert_state_kept(kernels)
 
+    assert jupyterhub_version(host) == host.scenario_var("jupyterhub_images_versions")["jupyterhub"]
+    schema_before = schema(host)
     hub_before = inspect(host, "{{.Id}}", host.hub)
     proxy_before = inspect(host, "{{.Id}} {{.State.StartedAt}}", host.proxy)
     current = hub_image()
     build_before = inspect(host, "{{.Id}}", current)
+    singleuser = inspect(host, "{{.Config.Image}}", servers[0])[0]
+    singleuser_before = inspect(host, "{{.Id}}", singleuser)
     # Older builds of the hub image: one unused, which the upgrade removes, and one a
     # (stopped) container still uses, which stays.
     repository = current.rpartition(":")[0]
@@ -164,8 +192,8 @@ def test_drill_7_kernels_survive_a_hub_restart_and_upgrade(
         host.run("sh", "-c", f"printf '{dockerfile}' | docker build -q -t {repository}:{tag} -")
     host.run("docker", "create", "--name", "drill-older-build", f"{repository}:{OLDER_BUILDS[1]}")
     with users_at_work(kernels):
-        upgrade = host.converge("-e", json.dumps(UPGRADE_LABEL))
-    assert upgrade.returncode == 0, upgrade.stdout[-3000:]
+        upgrade = host.playbook("playbooks/upgrade.yml", *UPGRADE)
+    assert "smoke test passed" in ok(upgrade), upgrade.stdout[-3000:]
     # Image retention: the build the upgrade replaced is the previous one (a rollback's).
     assert inspect(host, "{{.Id}}", f"{repository}:previous") == build_before
     tags = host.run("docker", "image", "ls", "--format", "{{.Tag}}", repository).split()
@@ -174,13 +202,55 @@ def test_drill_7_kernels_survive_a_hub_restart_and_upgrade(
     host.run("docker", "rm", "drill-older-build")
     host.run("docker", "rmi", f"{repository}:{OLDER_BUILDS[1]}")
     assert inspect(host, "{{.Id}}", host.hub) != hub_before, "the hub was not recreated"
-    label = '{{index .Config.Labels "io.gpuhub.drill"}}'
-    assert inspect(host, label, host.hub) == ["upgraded"]
+    assert jupyterhub_version(host) == PINS["jupyterhub"]
+    assert schema(host) != schema_before, "the database was not upgraded"
     # The proxy kept running (no dropped connections), and so did every user server.
     assert inspect(host, "{{.Id}} {{.State.StartedAt}}", host.proxy) == proxy_before
     wait_for_hub(hub_url, ca_file)
     assert_state_kept(kernels)
     assert inspect(host, "{{.State.StartedAt}}", *servers) == started
+    # Users log in with their passwords from before; the probe user is gone.
+    for name in LIVE[:2]:
+        assert HubClient(hub_url, verify=ca_file).login(name, kernels[name][0].password or "")
+    probe = default("jupyterhub_smoke_user")
+    assert probe not in host.run("docker", "exec", host.hub, "gpuhub-admin", "user", "list")
+    # A new server starts on the new singleuser image.
+    fresh = make_user(FRESH)
+    fresh.start_server(FRESH)
+    image = inspect(host, "{{.Image}}", host.server_of(FRESH))
+    assert image == inspect(host, "{{.Id}}", singleuser) != singleuser_before
+    fresh.stop_server(FRESH)
+
+
+def test_drill_7_an_upgrade_with_nothing_to_change_changes_nothing(host: TestHost) -> None:
+    again = host.playbook("playbooks/upgrade.yml", *UPGRADE)
+    assert "smoke test" not in ok(again, changed=0), changed_tasks(again)
+
+
+def test_drill_7_a_broken_upgrade_rolls_back_on_its_own(
+    host: TestHost, hub_url: str, ca_file: str, kernels: Kernels
+) -> None:
+    servers = [host.server_of(name) for name in LIVE]
+    started = inspect(host, "{{.State.StartedAt}}", *servers)
+    hub_before = inspect(host, "{{.Image}}", host.hub)
+    proxy_before = inspect(host, "{{.Id}} {{.State.StartedAt}}", host.proxy)
+    began = time.monotonic()
+    with users_at_work(kernels):
+        upgrade = host.playbook("playbooks/upgrade.yml", "-e", json.dumps(BROKEN))
+    took = time.monotonic() - began
+    assert upgrade.returncode != 0, upgrade.stdout[-3000:]
+    said = flat(upgrade)
+    assert 'The upgrade failed at "Check the smoke test passed": smoke test failed at login' in said
+    assert "Rolled back" in said, said[-3000:]
+    assert took < 300, f"the rollback drill took {took:.0f} s"
+    # The previous hub image runs; the proxy and the user servers never stopped.
+    assert inspect(host, "{{.Image}}", host.hub) == hub_before
+    assert inspect(host, "{{.Id}} {{.State.StartedAt}}", host.proxy) == proxy_before
+    assert inspect(host, "{{.State.StartedAt}}", *servers) == started
+    wait_for_hub(hub_url, ca_file)
+    assert_state_kept(kernels)
+    for name in LIVE[:2]:
+        assert HubClient(hub_url, verify=ca_file).login(name, kernels[name][0].password or "")
 
 
 def test_drill_8_user_servers_survive_a_docker_restart(

@@ -41,3 +41,15 @@ def test_nativeauthenticator_login_handler_finds_what_it_needs() -> None:
     source = Path(NativeLoginHandler.post.__code__.co_filename).read_text()
     if "self.statsd" in source:
         assert hasattr(LoginHandler, "statsd"), "this JupyterHub lacks statsd: logins would fail"
+
+
+def test_the_upgrade_drill_starts_from_the_previous_jupyterhub_with_every_other_pin() -> None:
+    defaults = yaml.safe_load((REPO / "roles/jupyterhub_images/defaults/main.yml").read_text())
+    versions = defaults["jupyterhub_images_versions"]
+    scenario = yaml.safe_load((REPO / "molecule/default/molecule.yml").read_text())
+    host = scenario["provisioner"]["inventory"]["host_vars"]["gpuhub-default"]
+    start = host["jupyterhub_images_versions"]
+    assert {k: v for k, v in start.items() if k != "jupyterhub"} == {
+        k: v for k, v in versions.items() if k != "jupyterhub"
+    }
+    assert int(start["jupyterhub"].split(".")[0]) < int(str(versions["jupyterhub"]).split(".")[0])
