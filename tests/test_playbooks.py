@@ -36,6 +36,7 @@ def recap(output: str) -> tuple[int, int]:
     [
         ("site.yml", "-i", "inventory"),
         ("users.yml", "-e", "user=alice"),
+        ("playbooks/upgrade.yml", "-i", "inventory"),
     ],
 )
 def test_entry_points_pass_syntax_check(ansible_playbook: PlaybookRunner, args: tuple) -> None:
@@ -275,6 +276,14 @@ BAD_SETTINGS: list[tuple[dict, str]] = [
         "GPU here (the GPUs found are: NVIDIA L4)",
     ),
     ({"jupyterhub_announcement": ["Maintenance"]}, "jupyterhub_announcement"),
+    (
+        {"jupyterhub_group_limits": {"students": {"max_gpus": -1}}},
+        "jupyterhub_group_limits.students.max_gpus: -1 must be 0 or more",
+    ),
+    (
+        {"jupyterhub_group_limits": {"staff": {"mem_limit": "8X", "max_gpus_per_user": 2}}},
+        "jupyterhub_group_limits (hub setting spawner.group_limits.staff.mem_limit): '8X' is not",
+    ),
     (
         {"jupyterhub_extra_config": {"theme": "c.JupyterHub.template_vars = {"}},
         "jupyterhub_extra_config (hub setting hub.extra_config (theme)): does not compile",

@@ -10,7 +10,7 @@ from typing import Any
 
 import docker
 import pytest
-from gpuhub_hub.gpus import LABEL, Allocation
+from gpuhub_hub.gpus import GROUPS_LABEL, LABEL, Allocation
 
 IMAGES = ("gpuhub-testhost:latest", "gpuhub-test/base:bookworm")
 TEST_LABEL = "gpuhub.test"
@@ -38,10 +38,18 @@ class Holders:
         self.client, self.image = engine
         self.run = uuid.uuid4().hex[:8]
 
-    def hold(self, user: str, devices: tuple[str, ...], start: bool = True) -> str:
-        """A container labelled with `devices`: started, or (start=False) left `created`
-        as after a hub crash between create and start."""
-        labels = {TEST_LABEL: self.run, "gpuhub.user": user, **Allocation(devices, True).labels()}
+    def hold(
+        self, user: str, devices: tuple[str, ...], start: bool = True, groups: str = ""
+    ) -> str:
+        """A container labelled with `devices` (and the user's `groups`, comma-separated):
+        started, or (start=False) left `created` as after a hub crash between create and
+        start."""
+        labels = {
+            TEST_LABEL: self.run,
+            "gpuhub.user": user,
+            GROUPS_LABEL: groups,
+            **Allocation(devices, True).labels(),
+        }
         # No network: an address on Docker's default bridge is one a Molecule test host
         # restarting meanwhile (drill 9, in the other lane of make test) could come back
         # without.
@@ -49,7 +57,7 @@ class Holders:
             self.image,
             ["sleep", "600"],
             labels=labels,
-            name=f"gpuhub-test-{self.run}-{user}",
+            name=f"gpuhub-test-{self.run}-{user}-{uuid.uuid4().hex[:6]}",
             host_config=self.client.create_host_config(network_mode="none"),
         )
         if start:

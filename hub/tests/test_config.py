@@ -182,6 +182,7 @@ def test_spawner_applies_profile_limits_and_volumes(
     }
     assert spawner.extra_create_kwargs["labels"] == {
         "gpuhub.user": "alice",
+        "gpuhub.groups": "staff",  # charged for GPU quotas (quotas.py)
         "gpuhub.profile": "cpu",
     }
 

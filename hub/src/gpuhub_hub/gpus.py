@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from docker.types import DeviceRequest
+
+if TYPE_CHECKING:
+    from .quotas import Charge
 
 USER_LABEL = "gpuhub.user"  # whose server a container is
 LABEL = "gpuhub.gpus"  # devices held exclusively
 SHARED_LABEL = "gpuhub.gpus.shared"  # devices visible to a `shared` server (held by no one)
 DESCRIPTION_LABEL = "gpuhub.gpus.description"  # what a server holds, in words (status.yml)
+GROUPS_LABEL = "gpuhub.groups"  # the user's groups when the server started (quotas.py)
 GONE = ("exited", "dead", "removing")
 CREATED = "created"  # made but never started: holds its GPUs only while it may still start
 Lister = Callable[[], Awaitable[list[dict[str, Any]]]]
@@ -66,6 +70,15 @@ class GpuPolicy:
     model: str = ""
 
 
+@dataclass(frozen=True)
+class Holding:
+    """One server's devices, held exclusively, with its user and their groups."""
+
+    user: str
+    groups: frozenset[str]
+    devices: tuple[str, ...]
+
+
 class NoGpuFree(RuntimeError):
     """Not enough free GPUs; the message is meant for the user."""
 
@@ -99,16 +112,11 @@ def describe(device_ids: Sequence[str], gpus: Sequence[Gpu]) -> str:
     return "; ".join(names.get(device, device) for device in device_ids)
 
 
-def held_devices(
-    containers: Sequence[dict[str, Any]], stale_after: float = 0, now: float | None = None
-) -> dict[str, str]:
-    """Device UUID -> holder, from `docker ps -a` records (the low-level API's dicts).
-
-    A container in state `created` older than `stale_after` seconds holds nothing: it
-    was never started and never will be (0: such containers always hold).
-    """
+def _live(
+    containers: Sequence[dict[str, Any]], stale_after: float, now: float | None
+) -> Iterator[tuple[dict[str, str], str, tuple[str, ...]]]:
+    """(labels, holder, devices) of every container that holds devices exclusively."""
     now = time.time() if now is None else now
-    held: dict[str, str] = {}
     for container in containers:
         labels = container.get("Labels") or {}
         state = container.get("State")
@@ -117,9 +125,32 @@ def held_devices(
         if state == CREATED and stale_after and now - container.get("Created", now) > stale_after:
             continue
         holder = labels.get(USER_LABEL) or (container.get("Names") or ["?"])[0].lstrip("/")
-        for device in filter(None, labels[LABEL].split(",")):
-            held[device] = holder
-    return held
+        yield labels, holder, tuple(filter(None, labels[LABEL].split(",")))
+
+
+def held_devices(
+    containers: Sequence[dict[str, Any]], stale_after: float = 0, now: float | None = None
+) -> dict[str, str]:
+    """Device UUID -> holder, from `docker ps -a` records (the low-level API's dicts).
+
+    A container in state `created` older than `stale_after` seconds holds nothing: it
+    was never started and never will be (0: such containers always hold).
+    """
+    return {
+        device: holder
+        for _, holder, devices in _live(containers, stale_after, now)
+        for device in devices
+    }
+
+
+def holdings(
+    containers: Sequence[dict[str, Any]], stale_after: float = 0, now: float | None = None
+) -> list[Holding]:
+    """Each holding server's user, groups (at its start) and devices, for the quotas."""
+    return [
+        Holding(holder, frozenset(filter(None, labels.get(GROUPS_LABEL, "").split(","))), devices)
+        for labels, holder, devices in _live(containers, stale_after, now)
+    ]
 
 
 def in_mig_mode(gpu: Gpu) -> bool:
@@ -180,10 +211,18 @@ class GpuAllocator:
 
     @asynccontextmanager
     async def reserve(
-        self, policy: GpuPolicy, list_containers: Lister, fallback: str = ""
+        self,
+        policy: GpuPolicy,
+        list_containers: Lister,
+        fallback: str = "",
+        charge: Charge | None = None,
     ) -> AsyncIterator[Allocation]:
         """`list_containers()` returns Docker's container records. Create the container
-        inside the `async with` block, so the next spawn sees its label."""
+        inside the `async with` block, so the next spawn sees its label. With `charge`,
+        a spawn that would pass a group's GPU quota is refused first (QuotaExceeded)."""
         async with self.lock:
-            held = held_devices(await list_containers(), self.stale_after)
+            containers = await list_containers()
+            if charge is not None and policy.mode in ("exclusive", "mig"):
+                charge.check(needed_devices(policy), holdings(containers, self.stale_after))
+            held = held_devices(containers, self.stale_after)
             yield choose(policy, self.gpus, held, fallback)

@@ -281,6 +281,8 @@ class Spawner:
     pids_limit: int = 2048
     # The host's GPUs (from the gpu_facts role); empty on a GPU-less host.
     gpus: tuple[Gpu, ...] = ()
+    # Group GPU quotas (quotas.py), read at each GPU spawn; '' or no file: none.
+    gpu_quotas_file: str = ""
 
     def __post_init__(self) -> None:
         if self.pids_limit < 64:

@@ -14,6 +14,7 @@ from traitlets import Instance, default
 from . import hardening
 from .gpus import (
     DESCRIPTION_LABEL,
+    GROUPS_LABEL,
     LABEL,
     SHARED_LABEL,
     USER_LABEL,
@@ -25,7 +26,9 @@ from .gpus import (
 from .homes import WORK, ensure_home, home_path, is_legacy, migrate_home
 from .names import server_name_problem
 from .policy import allowed_profiles, choose_profile, effective_limits
-from .settings import Profile, Settings
+from .quotas import Charge, QuotaExceeded
+from .quotas import load as load_quotas
+from .settings import Profile, Settings, SettingsError
 
 # The GPUs a server holds, as its user sees them (environment; admins: DESCRIPTION_LABEL).
 GPUS_VARIABLE = "GPUHUB_GPUS"
@@ -110,9 +113,18 @@ class GpuhubSpawner(DockerSpawner):
         }
         # Labels let playbooks (teardown, the GPU allocator) find user containers.
         labels = self.extra_create_kwargs.setdefault("labels", {})
-        labels.update({USER_LABEL: self.user.name, "gpuhub.profile": profile.slug})
+        labels.update(self.server_labels(profile))
         self.apply_gpus(Allocation((), exclusive=False))
         return profile
+
+    def server_labels(self, profile: Profile) -> dict[str, str]:
+        """Whose server a container is (and their groups now, for the GPU quotas), and
+        its profile."""
+        return {
+            USER_LABEL: self.user.name,
+            GROUPS_LABEL: ",".join(self.group_names),
+            "gpuhub.profile": profile.slug,
+        }
 
     def apply_gpus(self, allocation: Allocation) -> None:
         """Hand the allocated devices to Docker and label the container with them."""
@@ -226,16 +238,30 @@ class GpuhubSpawner(DockerSpawner):
         container exists."""
         if profile.gpu.mode == "none":
             return await super().start()
+        charge = await self.gpu_charge()
         try:
             async with self.gpu_allocator.reserve(
-                profile.gpu, self._gpu_containers, self.cpu_fallback()
+                profile.gpu, self._gpu_containers, self.cpu_fallback(), charge
             ) as allocation:
                 self.apply_gpus(allocation)
                 self.log.info("%s gets GPUs %s", self.user.name, ",".join(allocation.device_ids))
                 # Inside the lock until the container exists with its label.
                 return await super().start()
+        except QuotaExceeded as err:
+            self.log.info("%s refused: %s", self.user.name, err)
+            raise web.HTTPError(403, str(err)) from None
         except NoGpuFree as err:
             raise web.HTTPError(503, str(err)) from None
+
+    async def gpu_charge(self) -> Charge:
+        """Who this spawn's GPUs count against, with the quotas as the file says now."""
+        path = self.gpuhub_settings.spawner.gpu_quotas_file
+        try:
+            quotas = await asyncio.to_thread(load_quotas, path)
+        except SettingsError as err:
+            self.log.error("GPU quotas ignored: %s", err)
+            raise web.HTTPError(500, "the hub's GPU quotas cannot be read: ask an admin") from None
+        return Charge(self.user.name, tuple(self.group_names), quotas)
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)

@@ -53,17 +53,18 @@ from . import hardening
 from .cluster import SECRET_LABEL, ClusterError, node_down, pick_node
 from .gpus import LABEL as GPUS_LABEL
 from .gpus import (
-    USER_LABEL,
     Allocation,
     Gpu,
     GpuPolicy,
     NoGpuFree,
     choose,
     held_devices,
+    holdings,
     needed_devices,
 )
 from .gpus import pool as gpu_pool
 from .gpus import shortage as gpu_shortage
+from .quotas import Charge, QuotaExceeded
 from .settings import Cluster, Profile
 from .spawner import GpuhubSpawner
 
@@ -257,6 +258,7 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
     # --- GPUs ----------------------------------------------------------------------------
 
     _gpu_policy: GpuPolicy | None = None
+    _gpu_charge: Charge | None = None
 
     async def _gpu_services(self) -> list[dict[str, Any]]:
         """The servers' services holding GPUs, as the ledger (held_devices) reads them."""
@@ -274,7 +276,10 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
         """Inside the allocator's lock: the devices and their node. Homes mode local: the
         node of the user's home; nfs: the first node with enough free."""
         gpus = list(self.gpu_allocator.gpus)
-        held = held_devices(await self._gpu_services())
+        services = await self._gpu_services()
+        if self._gpu_charge is not None and policy.mode in ("exclusive", "mig"):
+            self._gpu_charge.check(needed_devices(policy), holdings(services))
+        held = held_devices(services)
         home = getattr(self, "home_node", "")
         fallback = self.cpu_fallback()
         for node in [home] if home else sorted({g.node for g in gpus}):
@@ -323,7 +328,7 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
             for source, bind in self.volumes.items()
             if bind["bind"] != hardening.TOKEN_MOUNT
         }
-        labels = {USER_LABEL: self.user.name, "gpuhub.profile": profile.slug}
+        labels = self.server_labels(profile)
         # Services take only their own keyword arguments (no user/entrypoint/host config).
         self.extra_create_kwargs = {"labels": labels}
         self.extra_host_config = {}
@@ -375,11 +380,15 @@ class GpuhubSwarmSpawner(GpuhubSpawner, SwarmSpawner):
             "restart_policy": RestartPolicy(condition="on-failure", max_attempts=3),
         }
         self._gpu_policy = profile.gpu
+        if profile.gpu.mode != "none":
+            self._gpu_charge = await self.gpu_charge()
         try:
             return await super(GpuhubSpawner, self).start()
         except Exception as err:
             await self._remove_service(self.service_name)
             await self._remove_secrets()
+            if isinstance(err, QuotaExceeded):
+                raise web.HTTPError(403, str(err)) from None
             if isinstance(err, ClusterError | NoGpuFree):
                 raise web.HTTPError(503, str(err)) from None
             raise

@@ -20,6 +20,9 @@
   `that | gpuhub_gpus_on_nodes(hostvars)`: all of them in one list, each with its `node`.
 - `nodes | gpuhub_swarm_status(tasks, kind)`: a line per swarm node (state, GPUs its
   servers hold of those it advertises, whose servers run there), by cluster.node_usage.
+- `limits | gpuhub_group_quotas`: jupyterhub_group_limits split into the settings file's
+  limits and the GPU quotas (their own file); `quotas | gpuhub_gpu_quotas_problem`: '' or
+  why the hub's quota loader refuses them.
 - `settings | gpuhub_settings_problem`: the hub's own settings loader, run on the control
   node; '' or its message, led by the jupyterhub_* variable the failing setting is rendered
   from (per __jupyterhub_settings in roles/jupyterhub/vars/main.yml).
@@ -159,6 +162,38 @@ def _variable(path: str) -> str | None:
     return found[0] if found else None
 
 
+def gpuhub_group_quotas(limits: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """jupyterhub_group_limits, split: {'limits': what the settings file takes (memory,
+    CPU), 'quotas': the GPU quotas (their own file, read at each GPU spawn)}; groups with
+    nothing on one side are left out of it."""
+    _hub()
+    from gpuhub_hub.quotas import QUOTA_KEYS
+
+    split: dict[str, dict[str, Any]] = {"limits": {}, "quotas": {}}
+    for group, values in (limits or {}).items():
+        if not isinstance(values, dict):
+            split["limits"][group] = values  # the settings loader names the problem
+            continue
+        for side, keep in (("limits", False), ("quotas", True)):
+            part = {k: v for k, v in values.items() if (k in QUOTA_KEYS) == keep}
+            if part:
+                split[side][group] = part
+    return split
+
+
+def gpuhub_gpu_quotas_problem(quotas: dict[str, Any]) -> str:
+    """'' or what is wrong with the GPU quotas, named as jupyterhub_group_limits.<group>.<key>."""
+    _hub()
+    from gpuhub_hub.quotas import parse
+    from gpuhub_hub.settings import SettingsError
+
+    try:
+        parse(json.loads(json.dumps(quotas)), "jupyterhub_group_limits")
+    except SettingsError as err:
+        return str(err)
+    return ""
+
+
 def gpuhub_settings_problem(settings: dict[str, Any]) -> str:
     _hub()
     from gpuhub_hub.settings import Settings, SettingsError, build
@@ -227,6 +262,8 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "gpuhub_username_problem": gpuhub_username_problem,
+            "gpuhub_group_quotas": gpuhub_group_quotas,
+            "gpuhub_gpu_quotas_problem": gpuhub_gpu_quotas_problem,
             "gpuhub_group_problem": gpuhub_group_problem,
             "gpuhub_users_network": gpuhub_users_network,
             "gpuhub_users_network_problem": gpuhub_users_network_problem,
