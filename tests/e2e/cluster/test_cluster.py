@@ -15,7 +15,7 @@ import pytest
 import yaml
 from hubclient import HubClient, HubError
 from netprobe import probe
-from testhost import BACKUP_ENV, RESTIC, TestHost, UserFactory, ok
+from testhost import BACKUP_ENV, RESTIC, TestHost, UserFactory, new_password, ok
 
 GPU_VARIABLE = "NVIDIA_VISIBLE_DEVICES"  # what NVIDIA's runtime (the nodes' default) reads
 
@@ -137,6 +137,49 @@ def test_the_shared_folder_is_copied_to_every_node(
     host.run("sh", "-c", f"mkdir -p {os.path.dirname(path)} && echo 'iris 150' > {path}")
     assert json.loads(host.run(*sync))["shared"] == dict.fromkeys(nodes, "updated")
     assert json.loads(host.run(*sync))["shared"] == dict.fromkeys(nodes, "unchanged")
+
+
+QUOTA_GROUP = "lab"
+
+
+def test_a_group_at_its_gpu_quota_is_refused_and_a_raised_quota_needs_no_restart(
+    host: TestHost, hub_url: str, ca_file: str
+) -> None:
+    """Two members of one group, which may hold one GPU at once: the second is refused,
+    told who holds the group's GPU; the quota raised (the file the jupyterhub role writes
+    from jupyterhub_group_limits), the next spawn gets one, with no hub restart. Every
+    GPU is free again afterwards (the next tests count on them)."""
+    quotas = host.path("config", "gpu-quotas.yaml")
+    as_converged = host.run("cat", quotas)
+    hub_started = host.run("docker", "inspect", "-f", "{{.State.StartedAt}}", host.hub)
+    members = []
+    for name in ("q1", "q2"):
+        client = HubClient(hub_url, verify=ca_file)
+        client.password = new_password()
+        host.add_user(name, client.password, "--group", QUOTA_GROUP)
+        assert client.login(name, client.password), name
+        client.create_token()
+        members.append(client)
+    first, second = members
+    try:
+        host.put_file(quotas, f"{QUOTA_GROUP}: {{max_gpus: 1}}\n", 0o640)
+        first.start_server("q1", profile="gpu", timeout=420)
+        started = time.monotonic()
+        with pytest.raises(HubError) as refused:
+            second.start_server("q2", profile="gpu", timeout=60)
+        assert time.monotonic() - started < 30, "a quota refusal must come at once"
+        assert "spawn: 403" in str(refused.value), refused.value
+        assert (
+            f"GPU quota reached: group {QUOTA_GROUP} may hold 1 GPU at once (max_gpus) and "
+            "its members hold 1 (q1 1)"
+        ) in str(refused.value)
+        host.put_file(quotas, f"{QUOTA_GROUP}: {{max_gpus: 2}}\n", 0o640)
+        second.start_server("q2", profile="gpu", timeout=420)
+        assert host.run("docker", "inspect", "-f", "{{.State.StartedAt}}", host.hub) == hub_started
+    finally:
+        host.put_file(quotas, as_converged, 0o640)
+        for client in members:
+            client.stop_server(client.username or "")
 
 
 @pytest.fixture(scope="module")
