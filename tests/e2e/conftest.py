@@ -3,14 +3,16 @@ and hub clients logged in as its users."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 
 import pytest
 import requests
+from gpuhub_hub.client import execute_request
 from hubclient import HubClient
-from testhost import TestHost, UserFactory, new_password
+from testhost import BUSY, TestHost, UserFactory, new_password
 
 HOST = os.environ.get("GPUHUB_E2E_HOST", "")
 
@@ -93,6 +95,13 @@ def idler(request: pytest.FixtureRequest, make_user: UserFactory) -> float | Non
     client = make_user(IDLER)
     client.start_server(IDLER)
     assert client.server_state(IDLER)["ready"], "the idle server did not start"
+    # Beside it, a server whose kernel runs one long cell that prints nothing, started with
+    # no browser left watching: busy, so never idle (the images' gpuhub_busy extension).
+    # The culler test checks that it outlives the idle one.
+    busy = make_user(BUSY)
+    busy.start_server(BUSY)
+    with busy.channels(BUSY, busy.start_kernel(BUSY)) as ws:
+        ws.send(json.dumps(execute_request("import time; time.sleep(100000)")))
     return time.monotonic()
 
 

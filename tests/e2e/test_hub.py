@@ -11,7 +11,7 @@ import time
 
 import pytest
 from hubclient import HubClient
-from testhost import SECRETS, TestHost, UserFactory, changed_tasks, size_in_bytes
+from testhost import BUSY, SECRETS, TestHost, UserFactory, changed_tasks, size_in_bytes
 
 # The starter notebook, in the home's work/ folder (where users have always found it).
 TOUR = "work/PyTorch-Tour.ipynb"
@@ -168,3 +168,8 @@ def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient, idler: float
     assert culled, "the idle culler did not stop it"
     hours, minutes, seconds = (int(x) for x in culled[0].split(":"))
     assert hours * 3600 + minutes * 60 + seconds >= timeout, f"culled too early: {culled[0]}"
+    # The server started with it, whose kernel has been running one silent cell since, was
+    # not culled: a busy kernel is activity.
+    assert (admin.server_state(BUSY) or {}).get("ready"), "the busy server was culled"
+    assert not re.findall(rf"Culling server {BUSY} ", log)
+    admin.stop_server(BUSY)

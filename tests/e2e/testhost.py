@@ -32,6 +32,10 @@ RESTIC = "/usr/local/sbin/gpuhub-restic"  # restic with the host's repository (b
 BACKUP_ENV = "/etc/gpuhub-backup/env"  # its environment: repository, password, CA
 
 
+# The culler test's busy user: a server whose kernel runs a silent cell (conftest, test_hub).
+BUSY = "busy"
+
+
 class TestHost:
     """The systemd test-host container the stack was converged into."""
 

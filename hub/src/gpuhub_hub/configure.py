@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import culling
 from .names import USERNAME
 from .settings import Auth, Ldap, Oidc, Settings, extra_config_filename, load
 
@@ -185,14 +186,23 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
             f"--timeout={culler.timeout}",
             f"--cull-every={culler.every}",
             f"--max-age={culler.max_age}",
+            f"--config={Path(culling.__file__).with_name('culler_config.py')}",
         ]
+        gpu_profiles = frozenset(p.slug for p in spawner.profiles if p.gpu.mode != "none")
+        rules = culling.CullRules(gpu_profiles, culler.gpu_timeout, culler.gpu_max_age)
         scopes = list(CULLER_SCOPES)
         if culler.cull_users:
             # The culler's options take a value (`--cull-users` alone stops it at start),
             # and it would delete idle admins too unless told not to.
             command += ["--cull-users=true", "--cull-admin-users=false"]
             scopes.append("admin:users")
-        services.append({"name": "idle-culler", "command": command})
+        services.append(
+            {
+                "name": "idle-culler",
+                "command": command,
+                "environment": {culling.RULES_VARIABLE: rules.to_json()},
+            }
+        )
         roles.append({"name": "idle-culler", "scopes": scopes, "services": ["idle-culler"]})
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles

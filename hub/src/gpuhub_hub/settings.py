@@ -247,10 +247,15 @@ class Culler:
     every: int = 600
     cull_users: bool = False
     max_age: int = 0
+    # Servers of GPU profiles: their own idle timeout, and a maximum age (0: none).
+    gpu_timeout: int = 1800
+    gpu_max_age: int = 0
 
     def __post_init__(self) -> None:
-        if self.enabled and (self.timeout <= 0 or self.every <= 0):
-            raise SettingsError("timeout and every: must be greater than 0 seconds")
+        if self.enabled and (self.timeout <= 0 or self.every <= 0 or self.gpu_timeout <= 0):
+            raise SettingsError("timeout, every and gpu_timeout: must be greater than 0 seconds")
+        if self.max_age < 0 or self.gpu_max_age < 0:
+            raise SettingsError("max_age and gpu_max_age: must be 0 (none) or more seconds")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from .settings import Profile, Settings, SettingsError
 
 # The GPUs a server holds, as its user sees them (environment; admins: DESCRIPTION_LABEL).
 GPUS_VARIABLE = "GPUHUB_GPUS"
+ACTIVITY_VARIABLE = "JUPYTERHUB_ACTIVITY_INTERVAL"  # read by jupyterhub-singleuser
 
 
 class GpuhubSpawner(DockerSpawner):
@@ -92,6 +93,11 @@ class GpuhubSpawner(DockerSpawner):
         self.image = profile.image
         self.mem_limit = limits.mem_limit
         self.cpu_limit = limits.cpu_limit
+        # The server reports its activity (a busy kernel's too: the images' gpuhub_busy
+        # extension) as often as the hub collects it, not every 5 minutes: the idle culler
+        # must never act on a report older than its own timeout.
+        interval = self.gpuhub_settings.hub.last_activity_interval
+        self.environment[ACTIVITY_VARIABLE] = str(interval)
         volumes: dict[str, dict[str, str]] = {
             self.home: {"bind": spawner.notebook_dir, "mode": "rw"}
         }
