@@ -37,6 +37,7 @@ def recap(output: str) -> tuple[int, int]:
         ("site.yml", "-i", "inventory"),
         ("users.yml", "-e", "user=alice"),
         ("playbooks/upgrade.yml", "-i", "inventory"),
+        ("playbooks/usage.yml", "-i", "inventory"),
     ],
 )
 def test_entry_points_pass_syntax_check(ansible_playbook: PlaybookRunner, args: tuple) -> None:

@@ -13,6 +13,7 @@ import pytest
 from hubclient import HubClient
 from testhost import BUSY, SECRETS, TestHost, UserFactory, changed_tasks, size_in_bytes
 
+METER = "meter"  # the usage report's user
 # The starter notebook, in the home's work/ folder (where users have always found it).
 TOUR = "work/PyTorch-Tour.ipynb"
 
@@ -146,6 +147,28 @@ def test_tutorial_is_seeded_and_never_overwritten(host: TestHost, make_user: Use
     again = carol.api("GET", f"/user/carol/api/contents/{TOUR}?content=1&format=text&type=file")
     assert again.json()["content"] == "carol's own notes"
     carol.stop_server("carol")
+
+
+def test_the_usage_report_counts_the_session_it_ran(host: TestHost, make_user: UserFactory) -> None:
+    """A server started and stopped: gpuhub-admin usage counts one session of that length
+    (within a second at each end: the ledger's lines are written as the spawner starts
+    and stops it), and no GPU-hours."""
+    client = make_user(METER)
+    before_start = time.time()
+    client.start_server(METER)
+    after_start = time.time()
+    time.sleep(5)
+    before_stop = time.time()
+    client.stop_server(METER)
+    after_stop = time.time()
+    report = json.loads(
+        host.run("docker", "exec", host.hub, "gpuhub-admin", "--json", "usage", "--since", "1h")
+    )
+    (row,) = [r for r in report["usage"] if r["user"] == METER]
+    assert row["sessions"] == 1
+    seconds = row["server_hours"] * 3600
+    assert before_stop - after_start - 1 <= seconds <= after_stop - before_start + 1, seconds
+    assert row["gpu_hours"] == 0
 
 
 def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient, idler: float | None) -> None:

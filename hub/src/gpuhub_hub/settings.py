@@ -288,6 +288,8 @@ class Spawner:
     gpus: tuple[Gpu, ...] = ()
     # Group GPU quotas (quotas.py), read at each GPU spawn; '' or no file: none.
     gpu_quotas_file: str = ""
+    # The usage ledger (usage.py): a line per server start and stop; '' keeps none.
+    usage_file: str = ""
 
     def __post_init__(self) -> None:
         if self.pids_limit < 64:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import html
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Instance, default
 
-from . import hardening
+from . import hardening, usage
 from .gpus import (
     DESCRIPTION_LABEL,
     GROUPS_LABEL,
@@ -218,7 +218,35 @@ class GpuhubSpawner(DockerSpawner):
         profile = self.apply_profile()
         await self.prepare_home()
         await self.provide_token()
-        return await self.start_profile(profile)
+        started = await self.start_profile(profile)
+        await self.record_usage(usage.START, profile.slug)
+        return started
+
+    async def record_usage(self, event: Literal["start", "stop"], profile: str = "") -> None:
+        """A line in the usage ledger (usage.py): who, which server, their groups, the
+        profile and the GPUs it holds exclusively."""
+        path = self.gpuhub_settings.spawner.usage_file
+        if not path:
+            return
+        labels = self.extra_create_kwargs.get("labels") or {}
+        gpus = len([d for d in labels.get(LABEL, "").split(",") if d])
+        groups = tuple(self.group_names)
+        line = usage.Event(event, usage.now_iso(), self.user.name, self.name, groups, profile, gpus)
+        try:
+            await asyncio.to_thread(usage.record, path, line)
+        except OSError as err:  # the ledger must never stop a server from starting
+            self.log.error("usage ledger %s: %s", path, err)
+
+    def run_post_stop_hook(self) -> Any:  # noqa: ANN401 (whatever the hook returns)
+        """After every stop (one host and cluster mode alike): the ledger's stop line."""
+        path = self.gpuhub_settings.spawner.usage_file
+        if path:
+            line = usage.Event(usage.STOP, usage.now_iso(), self.user.name, self.name)
+            try:
+                usage.record(path, line)
+            except OSError as err:
+                self.log.error("usage ledger %s: %s", path, err)
+        return super().run_post_stop_hook()
 
     async def provide_token(self) -> None:
         """The server's API token in the file the container mounts (hardening.py)."""

@@ -10,6 +10,7 @@ writes). Exit status: 0 done, 1 the hub failed, 2 bad input (nothing was changed
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from typing import Any, TextIO
 
 import docker
 
+from .. import usage
 from ..cluster import ClusterError, HomeRecords, move_home, registry_image, sync_shared
 from ..configure import SETTINGS_VARIABLE
 from ..names import check_username
@@ -90,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--exclusive", action="store_true", help="remove users not listed")
     sync.add_argument("--purge", action="store_true", help="with --exclusive: delete files")
 
+    report = top.add_parser("usage", help="server-hours and GPU-hours from the usage ledger")
+    report.add_argument(
+        "--since", default="7d", help="a span (7d, 24h, 90m, 2w) or a date (default: 7d)"
+    )
+    report.add_argument("--by", choices=["user", "group"], default="user")
+    report.add_argument("--format", choices=["table", "csv"], default="table")
+
     shared = top.add_parser("shared", help="the read-only shared folder").add_subparsers(
         dest="action", required=True
     )
@@ -126,6 +135,8 @@ def _servers(api: HubAPI) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace, api: HubAPI, settings: Settings, stdin: TextIO) -> Any:  # noqa: ANN401
     """Carry out one command; returns what to print."""
+    if args.area == "usage":
+        return _usage(args, settings)
     if args.area == "server":
         if args.action == "list":
             return {"servers": _servers(api)}
@@ -250,6 +261,33 @@ def _move(args: argparse.Namespace, api: HubAPI, settings: Settings) -> dict[str
         raise ManageError(str(err)) from None
 
 
+def _usage(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Hours per user or group since --since, from the ledger (gpuhub_hub.usage)."""
+    path = settings.spawner.usage_file
+    if not path:
+        raise ManageError("this hub keeps no usage ledger (spawner.usage_file is empty)")
+    try:
+        since = usage.parse_since(args.since)
+    except ValueError as err:
+        raise ManageError(str(err)) from None
+    rows = usage.report(usage.sessions(usage.read(path)), since, args.by)
+    return {
+        "usage": [
+            {
+                args.by: row.key,
+                "sessions": row.sessions,
+                "users": len(row.users),
+                "server_hours": round(row.server_hours, 4),
+                "gpu_hours": round(row.gpu_hours, 4),
+            }
+            for row in rows
+        ],
+        "by": args.by,
+        "since": since.isoformat(timespec="seconds"),
+        "format": args.format,
+    }
+
+
 def _groups(groups: list[str] | None) -> tuple[str, ...] | None:
     return tuple(sorted(set(groups))) if groups else None
 
@@ -269,6 +307,9 @@ def show(result: dict[str, Any], as_json: bool, out: TextIO) -> None:
                 f"{','.join(u['groups']) or '-':<24} {servers or '-'}"
             )
             out.write(line.rstrip() + "\n")
+        return
+    if "usage" in result:
+        _show_usage(result, out)
         return
     if "servers" in result:
         out.write(f"{'USER':<24} {'SERVER':<12} {'READY':<6} {'PROFILE':<10} LAST ACTIVITY\n")
@@ -310,6 +351,23 @@ def show(result: dict[str, Any], as_json: bool, out: TextIO) -> None:
     if "server" in result:
         state = "stopped" if result["changed"] else "was not running"
         out.write(f"{result['user']}'s server {result['server'] or '(default)'} {state}\n")
+
+
+def _show_usage(result: dict[str, Any], out: TextIO) -> None:
+    by, rows = result["by"], result["usage"]
+    columns = [by, "sessions", "users", "server_hours", "gpu_hours"]
+    if result["format"] == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([row[c] for c in columns] for row in rows)
+        return
+    out.write(f"since {result['since']}\n")
+    out.write(f"{by.upper():<24} {'SESSIONS':>8} {'USERS':>6} {'SERVER-H':>10} {'GPU-H':>10}\n")
+    for row in rows:
+        out.write(
+            f"{row[by]:<24} {row['sessions']:>8} {row['users']:>6} "
+            f"{row['server_hours']:>10.2f} {row['gpu_hours']:>10.2f}\n"
+        )
 
 
 def main(

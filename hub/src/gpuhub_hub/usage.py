@@ -1,0 +1,140 @@
+"""The usage ledger: one JSON line per server start and stop, appended by the spawner to a
+file in the hub's state folder (so it is in the backups), and the report `gpuhub-admin
+usage` makes of it: server-hours and GPU-hours per user or per group.
+
+A session runs from its server's start (the spawner's start returned) to its stop; one
+still running counts until now; a start that finds its server's previous session open
+(the hub died before recording the stop) closes that one there. A report clips sessions to
+its window; a session counts for each group its user was in at its start ('-': none).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+START, STOP = "start", "stop"
+NO_GROUP = "-"
+SINCE = re.compile(r"^(\d+)([mhdw])$")
+UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@dataclass(frozen=True)
+class Event:
+    event: Literal["start", "stop"]
+    time: str  # ISO 8601, UTC
+    user: str
+    server: str = ""
+    groups: tuple[str, ...] = ()
+    profile: str = ""
+    gpus: int = 0
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def record(path: str | Path, event: Event) -> None:
+    """Append one event (one small write: lines of concurrent writers never mix)."""
+    line = json.dumps(asdict(event), separators=(",", ":")) + "\n"
+    with Path(path).open("a", encoding="utf-8") as ledger:
+        ledger.write(line)
+
+
+def read(path: str | Path) -> list[Event]:
+    """Every event; a line that is not a whole event (a write cut short) is skipped."""
+    events = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            data = json.loads(line)
+            data["groups"] = tuple(data.get("groups") or ())
+            events.append(Event(**data))
+        except (ValueError, TypeError):
+            continue
+    return events
+
+
+@dataclass
+class Session:
+    user: str
+    server: str
+    groups: tuple[str, ...]
+    profile: str
+    gpus: int
+    start: datetime
+    stop: datetime | None = None
+
+
+def sessions(events: Iterable[Event]) -> list[Session]:
+    """Starts and stops paired per server (user and server name), in ledger order."""
+    done: list[Session] = []
+    open_: dict[tuple[str, str], Session] = {}
+    for event in events:
+        key, at = (event.user, event.server), datetime.fromisoformat(event.time)
+        previous = open_.pop(key, None)
+        if previous is not None:
+            previous.stop = at
+            done.append(previous)
+        if event.event == START:
+            open_[key] = Session(
+                event.user, event.server, event.groups, event.profile, event.gpus, at
+            )
+    return done + list(open_.values())
+
+
+@dataclass
+class Row:
+    key: str
+    sessions: int = 0
+    server_hours: float = 0.0
+    gpu_hours: float = 0.0
+    users: set[str] = field(default_factory=set)
+
+
+def report(
+    all_sessions: Sequence[Session],
+    since: datetime,
+    by: Literal["user", "group"],
+    now: datetime | None = None,
+) -> list[Row]:
+    """Hours inside [since, now] per user or group, largest GPU-hours first."""
+    now = now or datetime.now(UTC)
+    rows: dict[str, Row] = {}
+    for session in all_sessions:
+        start, stop = max(session.start, since), min(session.stop or now, now)
+        if stop <= start:
+            continue
+        hours = (stop - start).total_seconds() / 3600
+        keys = [session.user] if by == "user" else list(session.groups) or [NO_GROUP]
+        for key in keys:
+            row = rows.setdefault(key, Row(key))
+            row.sessions += 1
+            row.server_hours += hours
+            row.gpu_hours += hours * session.gpus
+            row.users.add(session.user)
+    return sorted(rows.values(), key=lambda r: (-r.gpu_hours, -r.server_hours, r.key))
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """'7d', '24h', '90m', '2w', or an ISO date/time (UTC unless it says otherwise)."""
+    now = now or datetime.now(UTC)
+    match = SINCE.match(text.strip())
+    if match:
+        return now - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r}: give a span such as 7d, 24h, 90m or 2w, or a date such as "
+            "2026-12-01"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
