@@ -33,6 +33,11 @@ def busy(kernel_manager: Any) -> bool:  # noqa: ANN401 (Jupyter Server's kernel 
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:  # noqa: ANN401
+    serverapp.log.info("gpuhub_busy: a busy kernel is activity")
+
+
+async def _start_jupyter_server_extension(serverapp: Any) -> None:  # noqa: ANN401
+    """Once the server's event loop runs: look at the kernels every interval."""
     settings = serverapp.web_app.settings
     kernels = serverapp.kernel_manager
 
@@ -42,4 +47,3 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:  # noqa: ANN401
 
     seconds = float(os.environ.get("GPUHUB_BUSY_INTERVAL") or 30)
     PeriodicCallback(check, seconds * 1000).start()
-    serverapp.log.info("gpuhub_busy: a busy kernel is activity (checked every %g s)", seconds)
