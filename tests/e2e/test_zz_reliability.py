@@ -104,9 +104,9 @@ def inspect(host: TestHost, template: str, *containers: str) -> list[str]:
     return host.run("docker", "inspect", "-f", template, *containers).split()
 
 
-# What the roles own: their files and folders (not the hub's database, which changes on
-# its own), the hub and proxy containers (user servers come and go with the culler),
-# networks, images and the nftables table (rules, not their counters).
+# What the roles own: their files and folders (not the hub's database and usage ledger,
+# which change on their own), the hub and proxy containers (user servers come and go with
+# the culler), networks, images and the nftables table (rules, not their counters).
 OWNED = (
     "/etc/gpuhub",
     "/etc/docker/daemon.json",
@@ -130,7 +130,7 @@ def snapshot(host: TestHost) -> str:
         "sh",
         "-ec",
         f"""
-find {owned} -type f ! -name 'jupyterhub.sqlite*' -print0 | sort -z \
+find {owned} -type f ! -name 'jupyterhub.sqlite*' ! -name 'usage.jsonl' -print0 | sort -z \
   | xargs -0 sh -c 'sha256sum "$@"; stat -c "%n %a %U %G" "$@"' files
 docker inspect -f '{{{{.Name}}}} {{{{.Id}}}} {{{{.State.StartedAt}}}}' {host.hub} {host.proxy}
 docker network ls -q --no-trunc | sort
