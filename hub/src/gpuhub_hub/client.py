@@ -94,7 +94,9 @@ class HubClient:
 
     def start_server(self, user: str, name: str = "", timeout: float = 300, **options: str) -> None:
         path = f"/hub/api/users/{user}/servers/{name}" if name else f"/hub/api/users/{user}/server"
-        response = self.api("POST", path, json=options)
+        # No options: the default profile. (An empty body would mean the server's previous
+        # options on JupyterHub 6; an explicit null profile asks for the default on 5 and 6.)
+        response = self.api("POST", path, json=options or {"profile": None})
         if response.status_code not in (201, 202, 400):
             raise HubError(f"spawn: {response.status_code} {response.text[:300]}")
         if response.status_code == 400 and "already running" not in response.text:
