@@ -122,6 +122,10 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
         # JupyterHub's page templates show it on every page (block announcement).
         c.JupyterHub.template_vars = {"announcement": hub.announcement}
     c.JupyterHub.last_activity_interval = hub.last_activity_interval
+    # The hub's own HTTP client (aiohttp since JupyterHub 6) caches name lookups; in cluster
+    # mode a server's name (its Swarm service, dnsrr) moves to a new address at each start,
+    # and a cached old one made the hub wait for a server that had moved.
+    c.JupyterHubHTTPClient.connector_options = {"use_dns_cache": False}
     # The proxy runs in its own container: restarting the hub drops no connection and
     # keeps every user server running.
     c.JupyterHub.cleanup_servers = False
