@@ -122,10 +122,11 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
         # JupyterHub's page templates show it on every page (block announcement).
         c.JupyterHub.template_vars = {"announcement": hub.announcement}
     c.JupyterHub.last_activity_interval = hub.last_activity_interval
-    # The hub's own HTTP client (aiohttp since JupyterHub 6) caches name lookups; in cluster
-    # mode a server's name (its Swarm service, dnsrr) moves to a new address at each start,
-    # and a cached old one made the hub wait for a server that had moved.
+    # The hub's own HTTP client (aiohttp since JupyterHub 6) must look names up afresh: in
+    # cluster mode a server's name (its Swarm service, dnsrr) moves to a new address at
+    # each start, and a cached old one made the hub wait for a server that had moved.
     c.JupyterHubHTTPClient.connector_options = {"use_dns_cache": False}
+    fresh_name_lookups()
     # The proxy runs in its own container: restarting the hub drops no connection and
     # keeps every user server running.
     c.JupyterHub.cleanup_servers = False
@@ -233,6 +234,18 @@ def settings_path() -> str:
     if not path:
         raise RuntimeError(f"{SETTINGS_VARIABLE} is not set: it names the hub's settings file")
     return path
+
+
+def fresh_name_lookups() -> None:
+    """aiohttp resolves through aiodns (c-ares) when it is installed, and c-ares keeps
+    answers for their TTL (Docker's DNS gives 600 s): the system resolver (threaded
+    getaddrinfo) asks Docker's DNS each time. Without aiohttp (JupyterHub 5) nothing to do."""
+    try:
+        import aiohttp.connector
+        import aiohttp.resolver
+    except ImportError:
+        return
+    aiohttp.connector.DefaultResolver = aiohttp.resolver.ThreadedResolver  # type: ignore[misc]
 
 
 def configure_from_environment(c: Any) -> Settings:  # noqa: ANN401
