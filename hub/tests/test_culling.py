@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from gpuhub_hub import culling
-from hubsettings import CONFIG_PY, SettingsFactory
-from jupyterhub.app import JupyterHub
+from hubsettings import SettingsFactory
 from jupyterhub_idle_culler import IdleCuller
+from test_config import load_hub
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 RULES = culling.CullRules(frozenset({"gpu"}), gpu_timeout=600, gpu_max_age=7200)
@@ -61,9 +61,7 @@ def test_the_hub_starts_the_real_culler_with_the_rules(
         culler={"gpu_timeout": 900, "gpu_max_age": 14400},
         spawner={"profiles": [cpu, gpu], "gpus": [{"uuid": "GPU-1", "name": "NVIDIA L4"}]},
     )
-    monkeypatch.setenv("GPUHUB_SETTINGS", str(path))
-    app = JupyterHub()
-    app.load_config_file(str(CONFIG_PY))
+    app = load_hub(monkeypatch, path)
     service = next(s for s in app.services if s["name"] == "idle-culler")
     rules = json.loads(service["environment"][culling.RULES_VARIABLE])
     assert rules == {"gpu_profiles": ["gpu"], "gpu_timeout": 900, "gpu_max_age": 14400}

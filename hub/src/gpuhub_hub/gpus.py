@@ -125,7 +125,12 @@ def _live(
         if state == CREATED and stale_after and now - container.get("Created", now) > stale_after:
             continue
         holder = labels.get(USER_LABEL) or (container.get("Names") or ["?"])[0].lstrip("/")
-        yield labels, holder, tuple(filter(None, labels[LABEL].split(",")))
+        yield labels, holder, devices_held(labels)
+
+
+def devices_held(labels: dict[str, str]) -> tuple[str, ...]:
+    """The devices a container's labels say it holds exclusively."""
+    return tuple(filter(None, labels.get(LABEL, "").split(",")))
 
 
 def held_devices(

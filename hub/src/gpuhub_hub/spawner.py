@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from dockerspawner import DockerSpawner
 from tornado import web
@@ -22,6 +22,7 @@ from .gpus import (
     GpuAllocator,
     NoGpuFree,
     describe,
+    devices_held,
 )
 from .homes import WORK, ensure_home, home_path, is_legacy, migrate_home
 from .names import server_name_problem
@@ -219,33 +220,29 @@ class GpuhubSpawner(DockerSpawner):
         await self.prepare_home()
         await self.provide_token()
         started = await self.start_profile(profile)
-        await self.record_usage(usage.START, profile.slug)
+        # Who, which server, their groups, the profile and the GPUs it holds exclusively.
+        gpus = len(devices_held(self.extra_create_kwargs.get("labels") or {}))
+        groups = tuple(self.group_names)
+        line = usage.Event(
+            usage.START, usage.now_iso(), self.user.name, self.name, groups, profile.slug, gpus
+        )
+        await asyncio.to_thread(self.record_usage, line)
         return started
 
-    async def record_usage(self, event: Literal["start", "stop"], profile: str = "") -> None:
-        """A line in the usage ledger (usage.py): who, which server, their groups, the
-        profile and the GPUs it holds exclusively."""
+    def record_usage(self, line: usage.Event) -> None:
+        """A line in the usage ledger (usage.py), if the hub keeps one; never fails the
+        start or stop it records."""
         path = self.gpuhub_settings.spawner.usage_file
         if not path:
             return
-        labels = self.extra_create_kwargs.get("labels") or {}
-        gpus = len([d for d in labels.get(LABEL, "").split(",") if d])
-        groups = tuple(self.group_names)
-        line = usage.Event(event, usage.now_iso(), self.user.name, self.name, groups, profile, gpus)
         try:
-            await asyncio.to_thread(usage.record, path, line)
-        except OSError as err:  # the ledger must never stop a server from starting
+            usage.record(path, line)
+        except OSError as err:
             self.log.error("usage ledger %s: %s", path, err)
 
     def run_post_stop_hook(self) -> Any:  # noqa: ANN401 (whatever the hook returns)
         """After every stop (one host and cluster mode alike): the ledger's stop line."""
-        path = self.gpuhub_settings.spawner.usage_file
-        if path:
-            line = usage.Event(usage.STOP, usage.now_iso(), self.user.name, self.name)
-            try:
-                usage.record(path, line)
-            except OSError as err:
-                self.log.error("usage ledger %s: %s", path, err)
+        self.record_usage(usage.Event(usage.STOP, usage.now_iso(), self.user.name, self.name))
         return super().run_post_stop_hook()
 
     async def provide_token(self) -> None:
