@@ -120,9 +120,18 @@ class Directory:
     def admin(self) -> ldap3.Connection:
         tls = ldap3.Tls(ca_certs_file=str(self.ca_file))
         server = ldap3.Server(self.address, port=self.port, tls=tls)
-        conn = ldap3.Connection(server, ADMIN_DN, ADMIN_PASSWORD)
-        conn.open()
-        conn.start_tls()
+        for attempt in range(3):
+            conn = ldap3.Connection(server, ADMIN_DN, ADMIN_PASSWORD)
+            conn.open()
+            try:
+                conn.start_tls()
+                break
+            except ldap3.core.exceptions.LDAPStartTLSError:
+                # slapd 2.5's race on a reused socket slot ("cannot start TLS when
+                # operations are outstanding"): a new connection succeeds.
+                conn.unbind()
+                if attempt == 2:
+                    raise
         if not conn.bind():
             raise RuntimeError(f"cannot bind as the directory's admin: {conn.result}")
         return conn

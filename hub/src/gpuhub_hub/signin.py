@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ldap3
-from ldap3.core.exceptions import LDAPException, LDAPInvalidDnError
+from ldap3.core.exceptions import LDAPException, LDAPInvalidDnError, LDAPStartTLSError
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 from ldapauthenticator import LDAPAuthenticator
@@ -24,6 +24,7 @@ from traitlets import Set, Unicode
 from . import localgroups
 
 GROUPS_KEY = "gpuhub_groups"  # carried from get_user_attributes to authenticate
+STARTTLS_TRIES = 3
 
 
 def login_name_of(userdn: str) -> str:
@@ -70,6 +71,19 @@ class GpuhubLDAPAuthenticator(LDAPAuthenticator):
             values = entry.entry_attributes_as_dict.get(self.group_name_attribute) or []
             names.update(str(v) for v in values)
         return sorted(names)
+
+    def get_connection(self, userdn: str, password: str) -> ldap3.Connection | None:
+        # OpenLDAP 2.5 answers a StartTLS on a fresh connection, now and then under load,
+        # with "cannot start TLS when operations are outstanding" (the previous user of
+        # the same socket slot is still being torn down): a new connection succeeds.
+        for attempt in range(1, STARTTLS_TRIES + 1):
+            try:
+                return super().get_connection(userdn, password)
+            except LDAPStartTLSError as err:
+                if "operationsError" not in str(err) or attempt == STARTTLS_TRIES:
+                    raise
+                self.log.warning("LDAP StartTLS refused (%s): trying a new connection", err)
+        return None
 
     def get_user_attributes(self, conn: ldap3.Connection, userdn: str) -> dict[str, Any]:
         # Called once per login, bound, with the person's DN: the groups ride along.
