@@ -15,7 +15,7 @@ SCENARIOS ?= docker tls default cluster
 DEMO_SCENARIO := demo
 TESTHOST_ENV := eval "$$(molecule/testhost/env.sh)"
 
-.PHONY: help prereqs reports bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean bench bench-cluster lanes
+.PHONY: help prereqs reports bootstrap deploy lint pytest test-quick test molecule testhost demo demo-clean clean bench bench-cluster gpu-capture lanes
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -110,6 +110,9 @@ bench-cluster: bootstrap testhost ## Spawn latency on the Molecule cluster scena
 	$(TESTHOST_ENV); status=0; \
 	{ $(BIN)/molecule converge -s cluster && $(BIN)/python bench/spawn.py --cluster $(BENCH_SPAWN); } || status=$$?; \
 	[ -n "$(BENCH_KEEP)" ] || $(BIN)/molecule destroy -s cluster >/dev/null; exit $$status
+
+gpu-capture: ## On a GPU host: record nvidia-smi outputs, the GPU fact and the smoke test (.cache/gpu-capture/)
+	scripts/gpu-capture.sh .cache/gpu-capture
 
 clean: ## Remove the virtualenv and caches (not the test-host image)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

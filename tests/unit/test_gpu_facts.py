@@ -80,6 +80,18 @@ def test_query_output_of_four_h100() -> None:
     }
 
 
+def test_a_real_h200_capture_parses_as_the_fact_reported_it_there() -> None:
+    """Captured on an H200 machine (scripts/gpu-capture.sh): the parser reads the real
+    query and list outputs, and agrees with what the fact printed on that machine."""
+    gpus = fact.parse_query((FIXTURES / "query-h200.csv").read_text())
+    recorded = json.loads((FIXTURES / "gpu-fact-h200.json").read_text())
+    assert gpus == recorded["gpus"]
+    assert (recorded["count"], recorded["source"], recorded["errors"]) == (1, "nvidia-smi", [])
+    assert gpus[0]["name"] == "NVIDIA H200"
+    assert gpus[0]["memory_mib"] == 143771
+    assert fact.parse_list((FIXTURES / "list-h200.txt").read_text()) == {gpus[0]["uuid"]: []}
+
+
 def test_mig_devices_are_listed_under_their_gpu() -> None:
     (gpu,) = fact.parse_query((FIXTURES / "query-a100-mig.csv").read_text())
     assert gpu["mig_mode"] == "Enabled"
