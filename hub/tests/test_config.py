@@ -122,7 +122,7 @@ def test_announcement_logout_and_extra_config_run_after_gpuhubs_own(
     }
     hub = {"announcement": "Down <b>Friday</b>", "shutdown_on_logout": False}
     app = load_hub(monkeypatch, settings_file(hub={**hub, "extra_config": extra}))
-    assert app.template_vars == {"announcement": "Down <b>Friday</b>"}
+    assert app.template_vars["announcement"] == "Down <b>Friday</b>"
     assert app.config.JupyterHub.log_level == "DEBUG"
     assert app.config.JupyterHub.shutdown_on_logout is True
     with pytest.raises(SettingsError, match=r"extra_config \(bad\): does not compile"):
@@ -182,6 +182,7 @@ def test_spawner_applies_profile_limits_and_volumes(
     }
     assert spawner.extra_create_kwargs["labels"] == {
         "gpuhub.user": "alice",
+        "gpuhub.server": "",  # the default server (gpuactivity.py)
         "gpuhub.groups": "staff",  # charged for GPU quotas (quotas.py)
         "gpuhub.profile": "cpu",
     }

@@ -107,3 +107,61 @@ def test_gpuhub_admin_usage_as_table_csv_and_json(
     assert text.splitlines()[1].startswith("ann,1,1,2.0")
     code, text = admin("usage", "--since", "yesterday")
     assert code == 2
+
+
+def test_hours_per_day_are_cut_at_midnight_utc(tmp_path: Path) -> None:
+    path = tmp_path / "usage.jsonl"
+    night = datetime(2026, 12, 1, 23, 0, tzinfo=UTC)
+    usage.record(path, usage.Event("start", night.isoformat(), "ann", "", ("lab",), "gpu", 2))
+    usage.record(path, usage.Event("stop", (night + timedelta(hours=2.5)).isoformat(), "ann", ""))
+    sessions = usage.sessions(usage.read(path))
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    days = usage.daily(sessions, night - timedelta(days=1), "group", now)
+    assert sorted(days) == [
+        datetime(2026, 11, 30).date(),
+        datetime(2026, 12, 1).date(),
+        datetime(2026, 12, 2).date(),
+        datetime(2026, 12, 3).date(),
+    ]
+    first, second = days[night.date()]["lab"], days[datetime(2026, 12, 2).date()]["lab"]
+    assert (first.server_hours, first.gpu_hours) == (1.0, 2.0)
+    assert (second.server_hours, second.gpu_hours) == (1.5, 3.0)
+    assert days[datetime(2026, 12, 3).date()] == {}
+    # The days add up to the report's totals.
+    (row,) = usage.report(sessions, night - timedelta(days=1), "group", now)
+    assert (row.server_hours, row.gpu_hours) == (2.5, 5.0)
+
+
+def test_the_chart_draws_each_groups_hours_on_its_days(
+    tmp_path: Path, settings_file: SettingsFactory
+) -> None:
+    from gpuhub_hub.chart import COLOURS, LEFT, MARGIN, PANEL, WIDTH
+    from PIL import Image
+
+    path = tmp_path / "usage.jsonl"
+    now = datetime.now(UTC)
+    start = now - timedelta(hours=30)
+    usage.record(path, usage.Event("start", start.isoformat(), "ann", "", ("lab",), "gpu", 1))
+    usage.record(path, usage.Event("stop", (start + timedelta(hours=4)).isoformat(), "ann", ""))
+    usage.record(path, usage.Event("start", start.isoformat(), "bo", "", ("ta",), "cpu", 0))
+    usage.record(path, usage.Event("stop", (start + timedelta(hours=1)).isoformat(), "bo", ""))
+    settings = settings_file(spawner={"usage_file": str(path)})
+    png = tmp_path / "usage.png"
+    out = io.StringIO()
+    argv = ["--settings", str(settings), "usage", "--since", "3d", "--by", "group"]
+    assert main([*argv, "--chart", str(png)], io.StringIO(), out) == 0, out.getvalue()
+    assert f"chart: {png}" in out.getvalue()
+    image = Image.open(png).convert("RGB")
+    assert image.size[0] == WIDTH
+
+    def colour_in(top: int, bottom: int, hexa: str) -> int:
+        rgb = tuple(int(hexa[i : i + 2], 16) for i in (1, 3, 5))
+        box = image.crop((LEFT, top, WIDTH, bottom))
+        return sum(1 for pixel in box.getdata() if pixel == rgb)
+
+    gpu_panel = (MARGIN, MARGIN + PANEL)
+    server_panel = (2 * MARGIN + PANEL, 2 * MARGIN + 2 * PANEL)
+    lab, ta = COLOURS[0], COLOURS[1]  # lab has the GPU-hours: first in the legend
+    assert colour_in(*gpu_panel, lab) > 0
+    assert colour_in(*gpu_panel, ta) == 0  # no GPU-hours for ta
+    assert colour_in(*server_panel, lab) > 3 * colour_in(*server_panel, ta) > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import requests
 from gpuhub_hub.client import execute_request
 from hubclient import HubClient
-from testhost import BUSY, TestHost, UserFactory, new_password
+from testhost import BUSY, IDLER, Idler, TestHost, UserFactory, new_password
 
 HOST = os.environ.get("GPUHUB_E2E_HOST", "")
 
@@ -79,22 +80,24 @@ def make_user(host: TestHost, hub_url: str, ca_file: str) -> UserFactory:
     return make
 
 
-IDLER = "idler"
 IDLE_TEST = "test_zz_idle_server_is_culled"
 # Their full restore stops every user server: the idler starts after them.
 BEFORE_IDLER = "test_backup.py"
 
 
 @pytest.fixture(scope="session")
-def idler(request: pytest.FixtureRequest, make_user: UserFactory) -> float | None:
+def idler(request: pytest.FixtureRequest, make_user: UserFactory) -> Idler | None:
     """A server started once and never used again, for the culler test (test_hub.py): it
     idles while the other tests run, rather than that test waiting out the idle timeout
-    alone. When it was ready (time.monotonic), or None when that test is not run."""
+    alone, while a thread looks at its user's home page as they would. None when that
+    test is not run."""
     if not any(item.name == IDLE_TEST for item in request.session.items):
         return None
     client = make_user(IDLER)
     client.start_server(IDLER)
     assert client.server_state(IDLER)["ready"], "the idle server did not start"
+    idle = Idler(time.monotonic())
+    threading.Thread(target=idle.watch, args=(client,), daemon=True).start()
     # Beside it, a server whose kernel runs one long cell that prints nothing, started with
     # no browser left watching: busy, so never idle (the images' gpuhub_busy extension).
     # The culler test checks that it outlives the idle one.
@@ -102,7 +105,7 @@ def idler(request: pytest.FixtureRequest, make_user: UserFactory) -> float | Non
     busy.start_server(BUSY)
     with busy.channels(BUSY, busy.start_kernel(BUSY)) as ws:
         ws.send(json.dumps(execute_request("import time; time.sleep(100000)")))
-    return time.monotonic()
+    return idle
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,10 +8,22 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
+from gpuhub_hub.chart import WIDTH
 from hubclient import HubClient
-from testhost import BUSY, SECRETS, TestHost, UserFactory, changed_tasks, size_in_bytes
+from PIL import Image
+from testhost import (
+    BUSY,
+    SECRETS,
+    Idler,
+    TestHost,
+    UserFactory,
+    changed_tasks,
+    ok,
+    size_in_bytes,
+)
 
 METER = "meter"  # the usage report's user
 # The starter notebook, in the home's work/ folder (where users have always found it).
@@ -149,10 +161,13 @@ def test_tutorial_is_seeded_and_never_overwritten(host: TestHost, make_user: Use
     carol.stop_server("carol")
 
 
-def test_the_usage_report_counts_the_session_it_ran(host: TestHost, make_user: UserFactory) -> None:
+def test_the_usage_report_counts_the_session_it_ran(
+    host: TestHost, make_user: UserFactory, tmp_path: Path
+) -> None:
     """A server started and stopped: gpuhub-admin usage counts one session of that length
     (within a second at each end: the ledger's lines are written as the spawner starts
-    and stops it), and no GPU-hours."""
+    and stops it), and no GPU-hours; playbooks/usage.yml prints it by group and brings
+    the chart to the controller."""
     client = make_user(METER)
     before_start = time.time()
     client.start_server(METER)
@@ -169,16 +184,35 @@ def test_the_usage_report_counts_the_session_it_ran(host: TestHost, make_user: U
     seconds = row["server_hours"] * 3600
     assert before_stop - after_start - 1 <= seconds <= after_stop - before_start + 1, seconds
     assert row["gpu_hours"] == 0
+    chart = tmp_path / "usage.png"
+    out = ok(
+        host.playbook(
+            "playbooks/usage.yml",
+            "-e",
+            "usage_since=1h",
+            "-e",
+            "usage_by=group",
+            "-e",
+            f"usage_chart={chart}",
+        )
+    )
+    assert re.search(r"GROUP +SESSIONS +USERS +SERVER-H +GPU-H", out), out[-2000:]
+    with Image.open(chart) as picture:  # a PNG of the chart's size
+        assert (picture.format, picture.size[0]) == ("PNG", WIDTH)
 
 
-def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient, idler: float | None) -> None:
+def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient, idler: Idler | None) -> None:
     """Culled by the idle culler, and only after the scenario's timeout of inactivity
     (the culler logs how long the server was idle). The server started with the first
-    module after the backup drills (the `idler` fixture) and has idled since."""
+    module after the backup drills (the `idler` fixture) and has idled since; its user,
+    looking at the home page meanwhile, saw the warning at least the scenario's
+    jupyterhub_culler_warning before (less the watcher's 5 s between looks), and the
+    culler logged it before the cull."""
     assert idler is not None
     timeout = host.scenario_var("jupyterhub_culler_timeout")
     every = host.scenario_var("jupyterhub_culler_every")
-    deadline = idler + timeout + 3 * every + 60
+    warning = host.scenario_var("jupyterhub_culler_warning")
+    deadline = idler.ready + timeout + 3 * every + 60
     while time.monotonic() < deadline:
         if admin.server_state("idler") is None:
             break
@@ -191,6 +225,18 @@ def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient, idler: float
     assert culled, "the idle culler did not stop it"
     hours, minutes, seconds = (int(x) for x in culled[0].split(":"))
     assert hours * 3600 + minutes * 60 + seconds >= timeout, f"culled too early: {culled[0]}"
+    # The warning: on the user's home page first, then the cull.
+    for _ in range(12):  # the watcher sees the server gone within its 5 s
+        if idler.gone_at is not None:
+            break
+        time.sleep(1)
+    assert idler.warned_at is not None, "the idler's home page never showed a cull warning"
+    assert idler.gone_at is not None
+    assert idler.warning.startswith("Your server idler will be stopped at ")
+    ahead = idler.gone_at - idler.warned_at
+    assert ahead >= warning - 10, f"warned only {ahead:.0f} s before the cull"
+    warned = log.find("Cull warning: server /user/idler/ will be culled at")
+    assert 0 <= warned < log.find("Culling server idler "), "the culler logged no warning first"
     # The server started with it, whose kernel has been running one silent cell since, was
     # not culled: a busy kernel is activity.
     assert (admin.server_state(BUSY) or {}).get("ready"), "the busy server was culled"

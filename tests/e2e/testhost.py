@@ -8,12 +8,16 @@ import re
 import secrets
 import subprocess
 import tarfile
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
+import requests
 import yaml
+from gpuhub_hub.client import HubError
 from hubclient import HubClient
 from shared_facts import REPO, default, hub_image, jupyterhub_var
 
@@ -277,3 +281,36 @@ def size_in_bytes(size: str) -> int:
 
 def new_password() -> str:
     return "e2e-" + secrets.token_urlsafe(12)
+
+
+IDLER = "idler"  # the culler test's user
+WARNING_TEXT = re.compile(r"Your server (\S+) will be stopped at ([0-9:]+ UTC)[^<]*")
+
+
+@dataclass
+class Idler:
+    """The idle server: when it was ready, and what its user saw meanwhile (time.monotonic
+    of the first home page with a cull warning, that warning, when the server was gone)."""
+
+    ready: float
+    warned_at: float | None = None
+    warning: str = ""
+    gone_at: float | None = None
+
+    def watch(self, client: HubClient, every: float = 5, limit: float = 1800) -> None:
+        """As its user would: look at the hub's home page until the server is gone."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            try:
+                page = client.session.get(
+                    f"{client.url}/hub/home", verify=client.verify, timeout=30
+                )
+                seen = WARNING_TEXT.search(page.text)
+                if seen and self.warned_at is None:
+                    self.warned_at, self.warning = time.monotonic(), seen.group(0)
+                if client.server_state(IDLER) is None:
+                    self.gone_at = time.monotonic()
+                    return
+            except (requests.RequestException, HubError):
+                pass  # the hub restarting: look again
+            time.sleep(every)

@@ -27,6 +27,8 @@ CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:se
 ADMIN_SERVICE = "gpuhub-admin"
 # A scraper (Prometheus) reads /hub/metrics with this service's token: it can do nothing else.
 METRICS_SERVICE = "gpuhub-metrics"
+# On a host with GPUs: reports servers whose GPU works as active (gpuactivity.py).
+GPU_ACTIVITY_SERVICE = "gpu-activity"
 
 log = logging.getLogger("gpuhub")
 
@@ -107,6 +109,14 @@ def _oidc(c: Any, oidc: Oidc, auth: Auth) -> None:  # noqa: ANN401
 def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
     """Set traitlets on JupyterHub's config object `c` from `settings`."""
     hub, auth, culler, spawner = settings.hub, settings.auth, settings.culler, settings.spawner
+    rules = culling.CullRules(
+        frozenset(p.slug for p in spawner.profiles if p.gpu.mode != "none"),
+        gpu_timeout=culler.gpu_timeout,
+        gpu_max_age=culler.gpu_max_age,
+        timeout=culler.timeout,
+        max_age=culler.max_age,
+        warning=culler.warning,
+    )
 
     c.JupyterHub.base_url = hub.base_url
     c.JupyterHub.hub_bind_url = hub.hub_bind_url
@@ -118,9 +128,19 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
     c.JupyterHub.cookie_secret_file = hub.cookie_secret_file
     c.JupyterHub.log_level = hub.log_level
     c.JupyterHub.shutdown_on_logout = hub.shutdown_on_logout
-    if hub.announcement:
-        # JupyterHub's page templates show it on every page (block announcement).
-        c.JupyterHub.template_vars = {"announcement": hub.announcement}
+    # JupyterHub's page templates show the announcement on every page; the home page
+    # shows, instead, a user's cull warnings before it (culling.py).
+    template_vars: dict[str, Any] = {"announcement": hub.announcement} if hub.announcement else {}
+    if culler.enabled and culler.warning:
+        from . import cullwarning  # imports JupyterHub's handlers: only in the hub
+
+        template_vars["announcement_home"] = cullwarning.home_warnings(rules, hub.announcement)
+        # JupyterLab asks here (through the user's server). JupyterHub calls extra_handlers
+        # deprecated (services are its way for new endpoints) and logs so at start, but
+        # this one must read the hub's own view of a server, as the home page does.
+        c.JupyterHub.extra_handlers = [(cullwarning.ROUTE, cullwarning.CullWarningHandler)]
+        c.JupyterHub.tornado_settings = {cullwarning.RULES_SETTING: rules}
+    c.JupyterHub.template_vars = template_vars
     c.JupyterHub.last_activity_interval = hub.last_activity_interval
     # The hub's own HTTP client (aiohttp since JupyterHub 6) must look names up afresh: in
     # cluster mode a server's name (its Swarm service, dnsrr) moves to a new address at
@@ -193,8 +213,6 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
             f"--max-age={culler.max_age}",
             f"--config={Path(culling.__file__).with_name('culler_config.py')}",
         ]
-        gpu_profiles = frozenset(p.slug for p in spawner.profiles if p.gpu.mode != "none")
-        rules = culling.CullRules(gpu_profiles, culler.gpu_timeout, culler.gpu_max_age)
         scopes = list(CULLER_SCOPES)
         if culler.cull_users:
             # The culler's options take a value (`--cull-users` alone stops it at start),
@@ -209,6 +227,27 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
             }
         )
         roles.append({"name": "idle-culler", "scopes": scopes, "services": ["idle-culler"]})
+    if culler.enabled and culler.gpu_activity:
+        # GPU utilisation as activity, read on this host.
+        services.append(
+            {
+                "name": GPU_ACTIVITY_SERVICE,
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "gpuhub_hub.gpuactivity",
+                    f"--every={culler.gpu_every}",
+                    f"--busy-percent={culler.gpu_busy_percent}",
+                ],
+            }
+        )
+        roles.append(
+            {
+                "name": "gpu-activity",
+                "scopes": ["users:activity"],
+                "services": [GPU_ACTIVITY_SERVICE],
+            }
+        )
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 

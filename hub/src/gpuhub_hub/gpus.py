@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .quotas import Charge
 
 USER_LABEL = "gpuhub.user"  # whose server a container is
+SERVER_LABEL = "gpuhub.server"  # which of their servers ("": the default one)
 LABEL = "gpuhub.gpus"  # devices held exclusively
 SHARED_LABEL = "gpuhub.gpus.shared"  # devices visible to a `shared` server (held by no one)
 DESCRIPTION_LABEL = "gpuhub.gpus.description"  # what a server holds, in words (status.yml)

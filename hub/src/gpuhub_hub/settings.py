@@ -250,12 +250,26 @@ class Culler:
     # Servers of GPU profiles: their own idle timeout, and a maximum age (0: none).
     gpu_timeout: int = 1800
     gpu_max_age: int = 0
+    # Users see a warning on the hub's home page this long before a cull (0: none).
+    warning: int = 600
+    # On a host with GPUs (the role decides, and gives the hub container nvidia-smi): a
+    # server whose GPU works at gpu_busy_percent or more is active (read every gpu_every
+    # seconds, gpuactivity.py).
+    gpu_activity: bool = False
+    gpu_busy_percent: int = 10
+    gpu_every: int = 60
 
     def __post_init__(self) -> None:
-        if self.enabled and (self.timeout <= 0 or self.every <= 0 or self.gpu_timeout <= 0):
-            raise SettingsError("timeout, every and gpu_timeout: must be greater than 0 seconds")
-        if self.max_age < 0 or self.gpu_max_age < 0:
-            raise SettingsError("max_age and gpu_max_age: must be 0 (none) or more seconds")
+        if self.enabled and min(self.timeout, self.every, self.gpu_timeout, self.gpu_every) <= 0:
+            raise SettingsError(
+                "timeout, every, gpu_timeout and gpu_every: must be greater than 0 seconds"
+            )
+        if min(self.max_age, self.gpu_max_age, self.warning) < 0:
+            raise SettingsError(
+                "max_age, gpu_max_age and warning: must be 0 (none) or more seconds"
+            )
+        if not 1 <= self.gpu_busy_percent <= 100:
+            raise SettingsError("gpu_busy_percent: must be from 1 to 100")
 
 
 @dataclass(frozen=True)

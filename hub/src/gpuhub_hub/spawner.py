@@ -16,6 +16,7 @@ from .gpus import (
     DESCRIPTION_LABEL,
     GROUPS_LABEL,
     LABEL,
+    SERVER_LABEL,
     SHARED_LABEL,
     USER_LABEL,
     Allocation,
@@ -129,6 +130,7 @@ class GpuhubSpawner(DockerSpawner):
         its profile."""
         return {
             USER_LABEL: self.user.name,
+            SERVER_LABEL: self.name,
             GROUPS_LABEL: ",".join(self.group_names),
             "gpuhub.profile": profile.slug,
         }

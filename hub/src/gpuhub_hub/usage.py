@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -100,6 +100,27 @@ class Row:
     users: set[str] = field(default_factory=set)
 
 
+def pieces(session: Session, since: datetime, now: datetime) -> Iterator[tuple[date, float]]:
+    """The session's hours inside [since, now], cut at each midnight (UTC): (day, hours)."""
+    start = max(session.start, since).astimezone(UTC)
+    stop = min(session.stop or now, now).astimezone(UTC)
+    while start < stop:
+        midnight = datetime.combine(start.date() + timedelta(days=1), time(), tzinfo=UTC)
+        end = min(stop, midnight)
+        yield start.date(), (end - start).total_seconds() / 3600
+        start = end
+
+
+def add(rows: dict[str, Row], session: Session, by: Literal["user", "group"], hours: float) -> None:
+    """Count `hours` of `session` for its user, or for each of its groups."""
+    for key in [session.user] if by == "user" else list(session.groups) or [NO_GROUP]:
+        row = rows.setdefault(key, Row(key))
+        row.sessions += 1
+        row.server_hours += hours
+        row.gpu_hours += hours * session.gpus
+        row.users.add(session.user)
+
+
 def report(
     all_sessions: Sequence[Session],
     since: datetime,
@@ -110,18 +131,29 @@ def report(
     now = now or datetime.now(UTC)
     rows: dict[str, Row] = {}
     for session in all_sessions:
-        start, stop = max(session.start, since), min(session.stop or now, now)
-        if stop <= start:
-            continue
-        hours = (stop - start).total_seconds() / 3600
-        keys = [session.user] if by == "user" else list(session.groups) or [NO_GROUP]
-        for key in keys:
-            row = rows.setdefault(key, Row(key))
-            row.sessions += 1
-            row.server_hours += hours
-            row.gpu_hours += hours * session.gpus
-            row.users.add(session.user)
+        hours = sum(h for _, h in pieces(session, since, now))
+        if hours:
+            add(rows, session, by, hours)
     return sorted(rows.values(), key=lambda r: (-r.gpu_hours, -r.server_hours, r.key))
+
+
+def daily(
+    all_sessions: Sequence[Session],
+    since: datetime,
+    by: Literal["user", "group"],
+    now: datetime | None = None,
+) -> dict[date, dict[str, Row]]:
+    """The same hours per day (UTC) and user or group, every day of the window listed."""
+    now = now or datetime.now(UTC)
+    days: dict[date, dict[str, Row]] = {}
+    day = since.astimezone(UTC).date()
+    while day <= now.date():
+        days[day] = {}
+        day += timedelta(days=1)
+    for session in all_sessions:
+        for day, hours in pieces(session, since, now):
+            add(days[day], session, by, hours)
+    return days
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:

@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--by", choices=["user", "group"], default="user")
     report.add_argument("--format", choices=["table", "csv"], default="table")
+    report.add_argument("--chart", metavar="FILE", help="also write a PNG chart per day there")
 
     shared = top.add_parser("shared", help="the read-only shared folder").add_subparsers(
         dest="action", required=True
@@ -270,8 +271,17 @@ def _usage(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         since = usage.parse_since(args.since)
     except ValueError as err:
         raise ManageError(str(err)) from None
-    rows = usage.report(usage.sessions(usage.read(path)), since, args.by)
+    sessions = usage.sessions(usage.read(path))
+    rows = usage.report(sessions, since, args.by)
+    chart = {}
+    if args.chart:
+        from ..chart import render  # Pillow: only for a chart
+
+        title = f"gpuhub usage by {args.by} per day (UTC) since {since:%Y-%m-%d %H:%M}"
+        render(usage.daily(sessions, since, args.by), args.by, title, args.chart)
+        chart = {"chart": args.chart}
     return {
+        **chart,
         "usage": [
             {
                 args.by: row.key,
@@ -362,6 +372,8 @@ def _show_usage(result: dict[str, Any], out: TextIO) -> None:
         writer.writerows([row[c] for c in columns] for row in rows)
         return
     out.write(f"since {result['since']}\n")
+    if "chart" in result:
+        out.write(f"chart: {result['chart']}\n")
     out.write(f"{by.upper():<24} {'SESSIONS':>8} {'USERS':>6} {'SERVER-H':>10} {'GPU-H':>10}\n")
     for row in rows:
         out.write(
