@@ -86,7 +86,7 @@ BEFORE_IDLER = "test_backup.py"
 
 
 @pytest.fixture(scope="session")
-def idler(request: pytest.FixtureRequest, make_user: UserFactory) -> Idler | None:
+def idler(request: pytest.FixtureRequest, host: TestHost, make_user: UserFactory) -> Idler | None:
     """A server started once and never used again, for the culler test (test_hub.py): it
     idles while the other tests run, rather than that test waiting out the idle timeout
     alone, while a thread looks at its user's home page as they would. None when that
@@ -97,7 +97,7 @@ def idler(request: pytest.FixtureRequest, make_user: UserFactory) -> Idler | Non
     client.start_server(IDLER)
     assert client.server_state(IDLER)["ready"], "the idle server did not start"
     idle = Idler(time.monotonic())
-    threading.Thread(target=idle.watch, args=(client,), daemon=True).start()
+    threading.Thread(target=idle.watch, args=(host, client), daemon=True).start()
     # Beside it, a server whose kernel runs one long cell that prints nothing, started with
     # no browser left watching: busy, so never idle (the images' gpuhub_busy extension).
     # The culler test checks that it outlives the idle one.

@@ -7,64 +7,19 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from browser import SHOTS, Browser
 from hubclient import HubClient
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as seen
-from selenium.webdriver.support.ui import Select, WebDriverWait
-from testhost import REPO, TestHost, new_password, size_in_bytes
+from selenium.webdriver.support.ui import Select
+from testhost import TestHost, new_password, size_in_bytes
 
-SHOTS = REPO / ".cache" / "reports" / "screenshots"
 USER = "bella"
 STARTER = "work/PyTorch-Tour.ipynb"
-
-
-class Browser:
-    """One headless Chromium, with a screenshot per step."""
-
-    def __init__(self) -> None:
-        options = webdriver.ChromeOptions()
-        for flag in (
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--window-size=1400,900",
-            # The test host's certificate is self-signed; the TLS tests check it.
-            "--ignore-certificate-errors",
-        ):
-            options.add_argument(flag)
-        options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser") or ""
-        service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
-        self.driver = webdriver.Chrome(options=options, service=service)
-        self.step = 0
-
-    def shot(self, name: str) -> Path:
-        self.step += 1
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        path = SHOTS / f"{self.step:02d}-{name}.png"
-        self.driver.save_screenshot(str(path))
-        return path
-
-    def wait(self, condition: object, seconds: float = 60) -> WebElement:
-        return WebDriverWait(self.driver, seconds).until(condition)
-
-    def css(self, selector: str) -> WebElement:
-        return self.driver.find_element(By.CSS_SELECTOR, selector)
-
-    def fill(self, fields: dict[str, str]) -> None:
-        for name, value in fields.items():
-            field = self.wait(seen.visibility_of_element_located((By.NAME, name)))
-            field.clear()
-            field.send_keys(value)
-
-    def submit(self, form: str) -> None:
-        self.css(f"{form} [type=submit]").click()
 
 
 @pytest.fixture(scope="module")

@@ -235,6 +235,12 @@ def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient, idler: Idler
     assert idler.warning.startswith("Your server idler will be stopped at ")
     ahead = idler.gone_at - idler.warned_at
     assert ahead >= warning - 10, f"warned only {ahead:.0f} s before the cull"
+    # JupyterLab's extension was told the same deadline at that moment, with a keep.
+    assert idler.lab_answer is not None, "the idler's server gave JupyterLab no answer"
+    assert idler.lab_answer["keepable"] is True
+    at = re.search(r"stopped at ([0-9:]+ UTC)", idler.warning)
+    assert at
+    assert idler.lab_answer["warning"].startswith(f"This server will be stopped at {at[1]}")
     warned = log.find("Cull warning: server /user/idler/ will be culled at")
     assert 0 <= warned < log.find("Culling server idler "), "the culler logged no warning first"
     # The server started with it, whose kernel has been running one silent cell since, was

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import secrets
@@ -290,14 +291,18 @@ WARNING_TEXT = re.compile(r"Your server (\S+) will be stopped at ([0-9:]+ UTC)[^
 @dataclass
 class Idler:
     """The idle server: when it was ready, and what its user saw meanwhile (time.monotonic
-    of the first home page with a cull warning, that warning, when the server was gone)."""
+    of the first home page with a cull warning, that warning, what JupyterLab's extension
+    was told at that moment, when the server was gone)."""
 
     ready: float
     warned_at: float | None = None
     warning: str = ""
+    lab_answer: dict[str, Any] | None = None
     gone_at: float | None = None
 
-    def watch(self, client: HubClient, every: float = 5, limit: float = 1800) -> None:
+    def watch(
+        self, host: TestHost, client: HubClient, every: float = 5, limit: float = 1800
+    ) -> None:
         """As its user would: look at the hub's home page until the server is gone."""
         end = time.monotonic() + limit
         while time.monotonic() < end:
@@ -308,9 +313,25 @@ class Idler:
                 seen = WARNING_TEXT.search(page.text)
                 if seen and self.warned_at is None:
                     self.warned_at, self.warning = time.monotonic(), seen.group(0)
+                    self.lab_answer = json.loads(lab_warning(host, client))
                 if client.server_state(IDLER) is None:
                     self.gone_at = time.monotonic()
                     return
-            except (requests.RequestException, HubError):
+            except (requests.RequestException, HubError, AssertionError, ValueError):
                 pass  # the hub restarting: look again
             time.sleep(every)
+
+
+def lab_warning(host: TestHost, client: HubClient) -> str:
+    """What JupyterLab's gpuhub-cull-warning extension gets from the idler's server (its
+    GET /user/idler/gpuhub/cull, asked inside the container, not through the proxy,
+    whose traffic would be activity), with the user's token."""
+    code = (
+        "import sys, urllib.request as u; "
+        "r = u.Request(sys.argv[1], headers={'Authorization': 'token ' + sys.argv[2]}); "
+        "print(u.urlopen(r, timeout=30).read().decode())"
+    )
+    url = f"http://127.0.0.1:8888/user/{IDLER}/gpuhub/cull"
+    return host.run(
+        "docker", "exec", f"jupyter-{IDLER}", "python3", "-c", code, url, client.token or ""
+    )

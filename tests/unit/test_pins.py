@@ -16,6 +16,7 @@ PACKAGES = {
     "ldapauthenticator": "jupyterhub-ldapauthenticator",
     "oauthenticator": "oauthenticator",
     "idle_culler": "jupyterhub-idle-culler",
+    "jupyterlab": "jupyterlab",  # the lab extension test (hub/tests/test_lab_warning.py)
 }
 
 

@@ -1,4 +1,5 @@
-"""gpuhub's Jupyter Server extension in the singleuser images: a busy kernel is activity.
+"""gpuhub's Jupyter Server extension in the singleuser images: a busy kernel is activity,
+and the cull warning JupyterLab shows (with the gpuhub-cull-warning lab extension).
 
 A kernel running a long cell that prints nothing (a training loop, a `sleep`) sends no
 message after its `busy` status, so Jupyter Server's last activity stays at the cell's
@@ -7,17 +8,28 @@ GPUHUB_BUSY_INTERVAL seconds (default 30) this extension looks at the kernels' e
 states (which Jupyter Server tracks from their status messages) and, while one is busy,
 sets a `*_last_activity` setting, which Jupyter Server counts in its last activity (its
 documented hook for extensions); jupyterhub-singleuser reports that to the hub.
+
+`GET <server>/gpuhub/cull` answers what the hub says of this server's next cull (its
+/hub/api/gpuhub/cull/<user>/<server>, asked with the server's own token): asking is not
+activity. `POST` is: it is the warning's "Keep it running".
 """
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.ioloop import PeriodicCallback
 
 SETTING = "gpuhub_busy_last_activity"
+KEEP_SETTING = "gpuhub_keep_last_activity"  # the warning's "Keep it running"
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -32,8 +44,41 @@ def busy(kernel_manager: Any) -> bool:  # noqa: ANN401 (Jupyter Server's kernel 
     )
 
 
+class CullHandler(APIHandler):
+    """This server's cull warning, from the hub (GET), and a keep (POST)."""
+
+    _track_activity = False  # looking at the warning does not keep the server
+
+    @web.authenticated
+    async def get(self) -> None:
+        api = os.environ.get("JUPYTERHUB_API_URL", "")
+        user = os.environ.get("JUPYTERHUB_USER", "")
+        if not (api and user):
+            self.finish({"warning": None, "error": "not a JupyterHub server"})
+            return
+        server = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+        url = f"{api}/gpuhub/cull/{quote(user)}/{quote(server)}"
+        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        try:
+            reply = await AsyncHTTPClient().fetch(
+                url, headers={"Authorization": f"token {token}"}, request_timeout=20
+            )
+        except (HTTPClientError, OSError) as err:
+            self.set_status(502)
+            self.finish({"warning": None, "error": f"the hub did not answer: {err}"})
+            return
+        self.finish(json.loads(reply.body))
+
+    @web.authenticated
+    def post(self) -> None:
+        self.settings[KEEP_SETTING] = datetime.now(UTC)
+        self.finish({"kept": True})
+
+
 def _load_jupyter_server_extension(serverapp: Any) -> None:  # noqa: ANN401
-    serverapp.log.info("gpuhub_busy: a busy kernel is activity")
+    route = url_path_join(serverapp.web_app.settings["base_url"], "gpuhub", "cull")
+    serverapp.web_app.add_handlers(".*$", [(route, CullHandler)])
+    serverapp.log.info("gpuhub_busy: a busy kernel is activity; cull warnings at %s", route)
 
 
 async def _start_jupyter_server_extension(serverapp: Any) -> None:  # noqa: ANN401
