@@ -201,7 +201,9 @@ def test_the_usage_report_counts_the_session_it_ran(
         assert (picture.format, picture.size[0]) == ("PNG", WIDTH)
 
 
-def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient, idler: Idler | None) -> None:
+def test_zz_idle_server_is_culled(
+    host: TestHost, admin: HubClient, alice: HubClient, idler: Idler | None
+) -> None:
     """Culled by the idle culler, and only after the scenario's timeout of inactivity
     (the culler logs how long the server was idle). The server started with the first
     module after the backup drills (the `idler` fixture) and has idled since; its user,
@@ -247,4 +249,9 @@ def test_zz_idle_server_is_culled(host: TestHost, admin: HubClient, idler: Idler
     # not culled: a busy kernel is activity.
     assert (admin.server_state(BUSY) or {}).get("ready"), "the busy server was culled"
     assert not re.findall(rf"Culling server {BUSY} ", log)
+    # Its cull is not near (no warning); only those who may use a server learn of its cull.
+    answer = admin.api("GET", f"/hub/api/gpuhub/cull/{BUSY}/")
+    assert answer.status_code == 200
+    assert answer.json()["warning"] is None
+    assert alice.api("GET", f"/hub/api/gpuhub/cull/{BUSY}/").status_code == 403
     admin.stop_server(BUSY)
