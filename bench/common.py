@@ -29,6 +29,25 @@ from testhost import TestHost  # noqa: E402
 __all__ = ["HOST", "HubClient", "TestHost", "bench_host", "machine", "percentile", "write"]
 
 
+def commit() -> str:
+    """The commit measured ("-dirty" when the worktree has changes)."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{head or 'unknown'}{'-dirty' if dirty else ''}"
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -43,13 +62,15 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(mem_kib / 1024**2, 1),
         "kernel": platform.release(),
         "docker": docker.from_env().version()["Version"],
+        "commit": commit(),
     }
 
 
 def machine_line(info: dict[str, Any]) -> str:
     return (
-        f"{info['date']} on {info['cores']} x {info['cpu']}, {info['memory_gib']} GiB RAM, "
-        f"kernel {info['kernel']}, Docker {info['docker']}"
+        f"{info['date']} at commit {info.get('commit', 'unknown')} on {info['cores']} x "
+        f"{info['cpu']}, {info['memory_gib']} GiB RAM, kernel {info['kernel']}, "
+        f"Docker {info['docker']}"
     )
 
 
