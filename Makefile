@@ -90,7 +90,7 @@ demo-clean: bootstrap ## Remove the demo container
 
 # Benchmark arguments (see each script's --help); BENCH_KEEP=1 keeps the bench host.
 BENCH_SPAWN ?= -n 10
-BENCH_LOAD ?= --users 100 --rate 2
+BENCH_LOAD ?= --users 100 --rate 2 --knee 4,8
 BENCH_BACKUP ?= --gib 1
 BENCH_RESULTS := bench/results
 
@@ -104,7 +104,7 @@ bench: bootstrap testhost ## Benchmarks: converge, spawn latency, load, backup (
 	{ printf '# Benchmark results\n\n`make bench` (spawn.py %s, load.py %s, backup.py %s), commit %s.\nAnalysis of missed targets: README.md, "Benchmarks".\n\n' \
 	    "$(BENCH_SPAWN)" "$(BENCH_LOAD)" "$(BENCH_BACKUP)" "$$(git rev-parse --short HEAD)"; \
 	  cat $(BENCH_RESULTS)/converge.md $(BENCH_RESULTS)/spawn.md $(BENCH_RESULTS)/load.md \
-	    $(BENCH_RESULTS)/backup.md; } > $(BENCH_RESULTS)/README.md
+	    $$(ls $(BENCH_RESULTS)/load-knee.md 2>/dev/null) $(BENCH_RESULTS)/backup.md; } > $(BENCH_RESULTS)/README.md
 
 bench-cluster: bootstrap testhost ## Spawn latency on the Molecule cluster scenario (bench/results/spawn-cluster.*)
 	$(TESTHOST_ENV); status=0; \

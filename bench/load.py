@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import requests
-from common import HubClient, TestHost, bench_host, percentile, plot, write
+from common import RESULTS, HubClient, TestHost, bench_host, percentile, plot, write
 from hubclient import HubError, idle, run_code
 
 # Which of the two containers a `docker stats` row is about: hub or proxy.
@@ -36,6 +36,7 @@ LAG_LINE = re.compile(rf'^{LAG}_(bucket|sum|count)(?:{{le="([^"]+)"}})? ([0-9.e+
 LOGIN_P95 = 2.0
 LAG_P95_MS = 100.0
 READY_WITHIN = 300.0
+KNEE_P95 = 5.0  # the knee: the first rate with a failure or a login p95 above this
 
 
 @dataclass
@@ -188,11 +189,125 @@ def sample(
         stop.wait(2)
 
 
+@dataclass
+class Run:
+    rate: float
+    outcomes: list[Outcome]
+    wall: float
+    samples: list[dict[str, float]]
+    lag_p50: float
+    lag_p95: float
+
+    def login_p95(self) -> float:
+        return percentile([o.seconds["login"] for o in self.outcomes if "login" in o.seconds], 95)
+
+    def failed(self) -> int:
+        return sum(1 for o in self.outcomes if o.failed)
+
+
+def run_load(
+    host: TestHost,
+    passwords: dict[str, str],
+    rate: float,
+    idle_seconds: float,
+    url: str,
+    ca: str,
+    lag_source: tuple[str, str, str],
+) -> Run:
+    """Every user through every stage, starting `rate` logins per second."""
+    lag_before = read_lag(*lag_source)
+    stop, samples = threading.Event(), []
+    sampler = threading.Thread(target=sample, args=(host, stop, samples, lag_source), daemon=True)
+    sampler.start()
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(passwords)) as pool:
+        futures = []
+        for i, (name, password) in enumerate(passwords.items()):
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(simulate, url, ca, name, password, idle_seconds))
+        outcomes = [f.result() for f in futures]
+    wall = time.monotonic() - started
+    stop.set()
+    sampler.join()
+    lag_after = read_lag(*lag_source)
+    lag_run = lag_after.minus(lag_before) if lag_after and lag_before else None
+    return Run(
+        rate,
+        outcomes,
+        wall,
+        samples,
+        1000 * lag_run.quantile(0.5) if lag_run else float("nan"),
+        1000 * lag_run.quantile(0.95) if lag_run else float("nan"),
+    )
+
+
+def knee(
+    host: TestHost,
+    passwords: dict[str, str],
+    first: Run,
+    rates: list[float],
+    idle_seconds: float,
+    source: tuple[str, str, tuple[str, str, str]],
+) -> None:
+    """Raise the login rate until a stage fails or login p95 passes KNEE_P95; write
+    load-knee.{json,md,png}."""
+    runs = [first]
+    for rate in rates:
+        if runs[-1].failed() or runs[-1].login_p95() > KNEE_P95:
+            break
+        runs.append(run_load(host, passwords, rate, idle_seconds, *source))
+    rows = [
+        (
+            f"{r.rate:g}/s",
+            r.failed(),
+            f"{r.login_p95():.2f} s",
+            f"{r.lag_p95:.0f} ms",
+            f"{r.wall:.0f} s",
+        )
+        for r in runs
+    ]
+    over = [r for r in runs if r.failed() or r.login_p95() > KNEE_P95]
+    limit = (
+        f"The limit: {over[0].rate:g} logins/s ({over[0].failed()} failed, login p95 "
+        f"{over[0].login_p95():.1f} s); the last rate within it: "
+        + (f"{runs[runs.index(over[0]) - 1].rate:g}/s." if runs.index(over[0]) else "none.")
+        if over
+        else f"No limit found up to {runs[-1].rate:g} logins/s."
+    )
+    data = {
+        "title": f"Load: {len(passwords)} users, logins per second raised until a failure or "
+        f"login p95 > {KNEE_P95:g} s",
+        "runs": [
+            {
+                "rate": r.rate,
+                "failed": r.failed(),
+                "login_p95": r.login_p95(),
+                "lag_p95_ms": r.lag_p95,
+            }
+            for r in runs
+        ],
+        "limit": limit,
+    }
+    write("load-knee", data, ("rate", "failed", "login p95", "lag p95", "wall"), rows, [limit])
+    plot(
+        "load-knee",
+        "Login p95 as the login rate rises",
+        {"login p95 (s)": ([r.rate for r in runs], [r.login_p95() for r in runs])},
+        "logins per second",
+        "seconds",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--rate", type=float, default=2.0, help="logins per second")
     parser.add_argument("--idle", type=float, default=30, help="seconds each user idles")
+    parser.add_argument(
+        "--knee", default="", help="then these rates (e.g. 4,8) until a failure or p95 > 5 s"
+    )
     args = parser.parse_args()
     host = bench_host()
 
@@ -205,27 +320,9 @@ def main() -> None:
     url = f"https://{host.address}"
     metrics_token = host.run("cat", host.settings()["hub"]["metrics_token_file"]).strip()
     lag_source = (url, metrics_token, ca.name)
-    lag_before = read_lag(*lag_source)
-
-    stop, samples = threading.Event(), []
-    sampler = threading.Thread(target=sample, args=(host, stop, samples, lag_source), daemon=True)
-    sampler.start()
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=args.users) as pool:
-        futures = []
-        for i, (name, password) in enumerate(passwords.items()):
-            delay = started + i / args.rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            futures.append(pool.submit(simulate, url, ca.name, name, password, args.idle))
-        outcomes = [f.result() for f in futures]
-    wall = time.monotonic() - started
-    stop.set()
-    sampler.join()
-    lag_after = read_lag(*lag_source)
-    lag_run = lag_after.minus(lag_before) if lag_after and lag_before else None
-    lag_p50 = 1000 * lag_run.quantile(0.5) if lag_run else float("nan")
-    lag_p95 = 1000 * lag_run.quantile(0.95) if lag_run else float("nan")
+    first = run_load(host, passwords, args.rate, args.idle, url, ca.name, lag_source)
+    outcomes, wall, samples = first.outcomes, first.wall, first.samples
+    lag_p50, lag_p95 = first.lag_p50, first.lag_p95
 
     per_stage: dict[str, list[float]] = defaultdict(list)
     failures: dict[str, int] = defaultdict(int)
@@ -321,6 +418,13 @@ def main() -> None:
             "seconds",
             unit,
         )
+
+    if args.knee:
+        rates = [float(r) for r in args.knee.split(",") if r]
+        knee(host, passwords, first, rates, args.idle, (url, ca.name, lag_source))
+    else:  # no older knee beside this run's figures
+        for old in RESULTS.glob("load-knee.*"):
+            old.unlink()
 
 
 if __name__ == "__main__":
