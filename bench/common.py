@@ -29,23 +29,15 @@ from testhost import TestHost  # noqa: E402
 __all__ = ["HOST", "HubClient", "TestHost", "bench_host", "machine", "percentile", "write"]
 
 
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
 def commit() -> str:
-    """The commit measured ("-dirty" when the worktree has changes)."""
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return f"{head or 'unknown'}{'-dirty' if dirty else ''}"
+    """The commit measured ("-dirty" when tracked files have changes)."""
+    dirty = "-dirty" if _git("status", "--porcelain", "--untracked-files=no") else ""
+    return f"{_git('rev-parse', '--short', 'HEAD') or 'unknown'}{dirty}"
 
 
 def machine() -> dict[str, Any]:

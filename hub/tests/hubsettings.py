@@ -7,6 +7,14 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_PY = Path(__file__).resolve().parents[1] / "jupyterhub_config.py"
+# A GPU profile (one exclusive GPU) and a CPU one, as the role renders them.
+GPU_PROFILE = {
+    "slug": "gpu",
+    "display_name": "GPU",
+    "image": "gpuhub/singleuser-gpu:a1",
+    "gpu": {"mode": "exclusive"},
+}
+CPU_PROFILE = {"slug": "cpu", "display_name": "CPU", "image": "gpuhub/singleuser-cpu:a1"}
 
 SettingsFactory = Callable[..., Path]
 

@@ -102,6 +102,23 @@ class LiveHub:
         return self.root / "archive"
 
 
+def wait_until_answering(
+    url: str, headers: dict[str, str], process: subprocess.Popen, log: Path, seconds: float
+) -> None:
+    """Until `url` answers 2xx; fails with the end of `log` when `process` stops first or
+    `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if requests.get(url, headers=headers, timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
 @contextmanager
 def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
     """A hub whose state lives in `root/state`: a second hub on the same root starts on
@@ -147,16 +164,7 @@ def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
         )
     hub = LiveHub(f"http://127.0.0.1:{port}", settings, root, log, process)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{hub.url}/hub/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the hub did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+        wait_until_answering(f"{hub.url}/hub/health", {}, process, log, 60)
         yield hub
     finally:
         process.terminate()

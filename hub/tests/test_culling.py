@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from gpuhub_hub import culling, cullwarning
-from hubsettings import SettingsFactory
+from hubsettings import CPU_PROFILE, GPU_PROFILE, SettingsFactory
 from jupyterhub_idle_culler import IdleCuller
 from test_config import load_hub
 
@@ -99,13 +99,6 @@ def test_the_arbiter_logs_the_warning(
 def test_the_hub_starts_the_real_culler_with_the_rules(
     monkeypatch: pytest.MonkeyPatch, settings_file: SettingsFactory
 ) -> None:
-    gpu = {
-        "slug": "gpu",
-        "display_name": "GPU",
-        "image": "gpuhub/singleuser-gpu:a1",
-        "gpu": {"mode": "exclusive"},
-    }
-    cpu = {"slug": "cpu", "display_name": "CPU", "image": "gpuhub/singleuser-cpu:a1"}
     path = settings_file(
         culler={
             "gpu_timeout": 900,
@@ -114,7 +107,10 @@ def test_the_hub_starts_the_real_culler_with_the_rules(
             "warning": 120,
             "max_age": 36000,
         },
-        spawner={"profiles": [cpu, gpu], "gpus": [{"uuid": "GPU-1", "name": "NVIDIA L4"}]},
+        spawner={
+            "profiles": [CPU_PROFILE, GPU_PROFILE],
+            "gpus": [{"uuid": "GPU-1", "name": "NVIDIA L4"}],
+        },
     )
     app = load_hub(monkeypatch, path)
     service = next(s for s in app.services if s["name"] == "idle-culler")

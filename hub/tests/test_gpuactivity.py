@@ -15,19 +15,12 @@ import requests
 from gpuhub_hub import gpuactivity
 from gpuhub_hub.configure import GPU_ACTIVITY_SERVICE
 from gpuhub_hub.gpus import LABEL, SERVER_LABEL, SHARED_LABEL, USER_LABEL
-from hubsettings import SettingsFactory
+from hubsettings import CPU_PROFILE, GPU_PROFILE, SettingsFactory
 from livehub import LiveHub, gpuhub_admin, live_hub
 from test_config import load_hub
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests/fixtures/nvidia-smi"
 H200 = "GPU-15c292cc-b756-0f1f-c222-ead388262fde"  # the captured machine's GPU
-GPU_PROFILE = {
-    "slug": "gpu",
-    "display_name": "GPU",
-    "image": "gpuhub/singleuser-gpu:a1",
-    "gpu": {"mode": "exclusive"},
-}
-CPU_PROFILE = {"slug": "cpu", "display_name": "CPU", "image": "gpuhub/singleuser-cpu:a1"}
 ADMIN = {"Authorization": "token " + "t" * 64}  # livehub's gpuhub-admin token
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 from browser import Browser
-from livehub import free_port
+from livehub import free_port, wait_until_answering
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 
@@ -123,16 +123,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     )
     started = Lab(f"http://127.0.0.1:{port}", hub)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if started.api("GET", "/api/status").ok:
-                    break
-            except requests.RequestException:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((root / "lab.log").read_text()[-3000:])
-            time.sleep(0.5)
+        status, token = f"{started.url}/api/status", {"Authorization": f"token {TOKEN}"}
+        wait_until_answering(status, token, process, root / "lab.log", 90)
         yield started
     finally:
         process.terminate()
