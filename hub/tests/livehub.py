@@ -4,9 +4,11 @@ API); nothing is spawned."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -102,6 +104,23 @@ class LiveHub:
         return self.root / "archive"
 
 
+def stop_group(process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
+    """SIGTERM to the hub (it stops its services); past `seconds`, SIGKILL to its whole
+    group, and a failure showing the end of its log."""
+    process.terminate()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise AssertionError(
+            f"the hub did not stop in {seconds} s:\n{log.read_text()[-4000:]}"
+        ) from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # a service left behind
+
+
 def wait_until_answering(
     url: str, headers: dict[str, str], process: subprocess.Popen, log: Path, seconds: float
 ) -> None:
@@ -159,17 +178,22 @@ def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
     env = {**os.environ, "GPUHUB_SETTINGS": str(settings), "PYTHONPATH": path}
     jupyterhub = Path(sys.executable).with_name("jupyterhub")
     with log.open("w") as out:
+        # Its own process group: the services it starts go with it, whatever happens.
         process = subprocess.Popen(
-            [str(jupyterhub), "-f", str(CONFIG_PY)], cwd=state, env=env, stdout=out, stderr=out
+            [str(jupyterhub), "-f", str(CONFIG_PY)],
+            cwd=state,
+            env=env,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
         )
     hub = LiveHub(f"http://127.0.0.1:{port}", settings, root, log, process)
     try:
         wait_until_answering(f"{hub.url}/hub/health", {}, process, log, 60)
         yield hub
     finally:
-        process.terminate()
-        process.wait(timeout=30)
         proxy.shutdown()
+        stop_group(process, log)
 
 
 def gpuhub_admin(hub: LiveHub, *args: str, stdin: str = "", code: int = 0) -> dict[str, Any]:

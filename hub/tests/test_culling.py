@@ -123,8 +123,13 @@ def test_the_hub_starts_the_real_culler_with_the_rules(
         "max_age": 36000,
         "warning": 120,
     }
-    # The home page's warnings follow the same rules.
+    # The home page's warnings and JupyterLab's (through the hub's route) follow the same rules.
     assert callable(app.template_vars["announcement_home"])
+    (route,) = app.extra_handlers
+    assert route[0] == cullwarning.ROUTE
+    assert route[2]["rules"] == culling.CullRules.from_json(
+        service["environment"][culling.RULES_VARIABLE]
+    )
     # The culler itself loads the configuration file the hub names, and takes the arbiter.
     (config,) = [a.split("=", 1)[1] for a in service["command"] if a.startswith("--config=")]
     assert Path(config).is_file()

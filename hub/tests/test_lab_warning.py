@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 from browser import Browser
-from livehub import free_port, wait_until_answering
+from livehub import free_port, stop_group, wait_until_answering
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 
@@ -120,6 +120,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         env=env,
         stdout=log,
         stderr=log,
+        start_new_session=True,
     )
     started = Lab(f"http://127.0.0.1:{port}", hub)
     try:
@@ -127,10 +128,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         wait_until_answering(status, token, process, root / "lab.log", 90)
         yield started
     finally:
-        process.terminate()
-        process.wait(timeout=30)
         stand.shutdown()
-        log.close()
+        try:
+            stop_group(process, root / "lab.log")
+        finally:
+            log.close()
 
 
 def test_asking_is_not_activity_and_keeping_is(lab: Lab) -> None:

@@ -138,8 +138,9 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
         # JupyterLab asks here (through the user's server). JupyterHub calls extra_handlers
         # deprecated (services are its way for new endpoints) and logs so at start, but
         # this one must read the hub's own view of a server, as the home page does.
-        c.JupyterHub.extra_handlers = [(cullwarning.ROUTE, cullwarning.CullWarningHandler)]
-        c.JupyterHub.tornado_settings = {cullwarning.RULES_SETTING: rules}
+        c.JupyterHub.extra_handlers = [
+            (cullwarning.ROUTE, cullwarning.CullWarningHandler, {"rules": rules})
+        ]
     c.JupyterHub.template_vars = template_vars
     c.JupyterHub.last_activity_interval = hub.last_activity_interval
     # The hub's own HTTP client (aiohttp since JupyterHub 6) must look names up afresh: in

@@ -20,7 +20,6 @@ from tornado import web
 
 from .culling import CullRules, Deadline
 
-RULES_SETTING = "gpuhub_cull_rules"  # in the hub's tornado settings (configure.py)
 ROUTE = r"/api/gpuhub/cull/([^/]+)/?([^/]*)"
 
 
@@ -66,16 +65,18 @@ def home_warnings(rules: CullRules, announcement: str = "") -> Callable[[Any], s
 class CullWarningHandler(APIHandler):
     """A server's cull warning, for JupyterLab (plain text; null when none is due)."""
 
+    def initialize(self, rules: CullRules) -> None:
+        self.rules = rules
+
     @needs_scope("access:servers")
     def get(self, user_name: str, server_name: str = "") -> None:
         user = self.find_user(user_name)
         spawner = user.spawners.get(server_name) if user else None
         if spawner is None or not spawner.ready:
             raise web.HTTPError(404, f"{user_name} has no running server {server_name!r}")
-        rules: CullRules = self.settings[RULES_SETTING]
         now = datetime.now(UTC)
-        deadline = rules.deadline(server_model(spawner))
-        due = rules.warning_due(server_model(spawner), now)
+        deadline = self.rules.deadline(server_model(spawner))
+        due = self.rules.warning_due(server_model(spawner), now)
         keep = "run a cell or edit a file"
         self.write(
             {
