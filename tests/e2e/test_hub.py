@@ -249,9 +249,10 @@ def test_zz_idle_server_is_culled(
     # not culled: a busy kernel is activity.
     assert (admin.server_state(BUSY) or {}).get("ready"), "the busy server was culled"
     assert not re.findall(rf"Culling server {BUSY} ", log)
-    # Its cull is not near (no warning); only those who may use a server learn of its cull.
+    # Its cull is not near (no warning); only those who may use a server learn of it
     answer = admin.api("GET", f"/hub/api/gpuhub/cull/{BUSY}/")
     assert answer.status_code == 200
     assert answer.json()["warning"] is None
-    assert alice.api("GET", f"/hub/api/gpuhub/cull/{BUSY}/").status_code == 403
+    # (JupyterHub answers 404 where a scope is missing: it does not say whose servers exist.)
+    assert alice.api("GET", f"/hub/api/gpuhub/cull/{BUSY}/").status_code == 404
     admin.stop_server(BUSY)
