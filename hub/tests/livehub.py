@@ -104,6 +104,10 @@ class LiveHub:
         return self.root / "archive"
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stop_group(process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
     """SIGTERM to the hub (it stops its services); past `seconds`, SIGKILL to its whole
     group, and a failure showing the end of its log."""
@@ -178,7 +182,9 @@ def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
     env = {**os.environ, "GPUHUB_SETTINGS": str(settings), "PYTHONPATH": path}
     jupyterhub = Path(sys.executable).with_name("jupyterhub")
     with log.open("w") as out:
-        # Its own process group: the services it starts go with it, whatever happens.
+        # Its own process group: the services it starts go with it, whatever happens. SIGINT
+        # as in production: a test run started in the background (CI's lanes) ignores it,
+        # and the hub's services, stopped with SIGINT first, then took 10 s each to go.
         process = subprocess.Popen(
             [str(jupyterhub), "-f", str(CONFIG_PY)],
             cwd=state,
@@ -186,6 +192,7 @@ def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
             stdout=out,
             stderr=out,
             start_new_session=True,
+            preexec_fn=default_sigint,
         )
     hub = LiveHub(f"http://127.0.0.1:{port}", settings, root, log, process)
     try:
