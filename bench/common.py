@@ -35,8 +35,9 @@ def _git(*args: str) -> str:
 
 
 def commit() -> str:
-    """The commit measured ("-dirty" when tracked files have changes)."""
-    dirty = "-dirty" if _git("status", "--porcelain", "--untracked-files=no") else ""
+    """The commit measured ("-dirty" when tracked files other than the results changed)."""
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    dirty = "-dirty" if changed else ""
     return f"{_git('rev-parse', '--short', 'HEAD') or 'unknown'}{dirty}"
 
 

@@ -323,6 +323,10 @@ def main() -> None:
     first = run_load(host, passwords, args.rate, args.idle, url, ca.name, lag_source)
     outcomes, wall, samples = first.outcomes, first.wall, first.samples
     lag_p50, lag_p95 = first.lag_p50, first.lag_p95
+    # The target is on time, not ticks: a stall of seconds is one tick among thousands of
+    # 50 ms ones, so the ticks' p95 hides it; the p95 of the per-window means does not.
+    windows = [s["hub_lag_ms"] for s in samples if "hub_lag_ms" in s]
+    window_p95 = percentile(windows, 95)
 
     per_stage: dict[str, list[float]] = defaultdict(list)
     failures: dict[str, int] = defaultdict(int)
@@ -359,7 +363,11 @@ def main() -> None:
     targets = {
         "failed stages": (failed_total, 0, failed_total == 0),
         "login p95 (s)": (round(login_p95, 2), LOGIN_P95, login_p95 <= LOGIN_P95),
-        "hub event-loop lag p95 (ms)": (lag_p95, LAG_P95_MS, lag_p95 <= LAG_P95_MS),
+        "hub event-loop lag, p95 of sampling windows' means (ms)": (
+            round(window_p95),
+            LAG_P95_MS,
+            window_p95 <= LAG_P95_MS,
+        ),
         "slowest login-to-ready (s)": (
             round(slowest_ready, 1),
             READY_WITHIN,
@@ -379,13 +387,18 @@ def main() -> None:
         "http_429": throttled,
         "resources": samples,
         "peak": peak,
-        "event_loop_lag_ms": {"p50": lag_p50, "p95": lag_p95},
+        "event_loop_lag_ms": {
+            "ticks_p50": lag_p50,
+            "ticks_p95": lag_p95,
+            "windows_p95": window_p95,
+        },
         "targets": {k: {"value": v, "target": t, "met": m} for k, (v, t, m) in targets.items()},
     }
     notes = [
         f"Wall time {wall:.0f} s; HTTP 429 answers (spawn throttling, retried): {throttled}. "
-        f"Hub event-loop lag over the run: p50 <= {lag_p50:.0f} ms, p95 <= {lag_p95:.0f} ms "
-        "(upper bounds of JupyterHub's histogram buckets; 50 ms is its resolution).",
+        f"Hub event-loop lag: ticks p50 <= {lag_p50:.0f} ms, p95 <= {lag_p95:.0f} ms (upper "
+        "bounds of JupyterHub's histogram buckets, 50 ms its resolution); p95 of the sampling "
+        f"windows' means {window_p95:.0f} ms (plot: load-lag.png).",
         PEAK.format(*(peak[k] for k in peak)),
         "",
         "| target | value | goal | |",
