@@ -79,6 +79,10 @@ class CullRules:
             return Deadline(min(oldest), keepable=False)
         return Deadline(idle, keepable=True)
 
+    def warns(self, deadline: Deadline, now: datetime | None = None) -> bool:
+        """Whether `deadline` is `warning` seconds away or less."""
+        return (now or datetime.now(UTC)) >= deadline.when - timedelta(seconds=self.warning)
+
     def should_cull(self, server: dict[str, Any], now: datetime | None = None) -> bool:
         deadline = self.deadline(server)
         return deadline is not None and (now or datetime.now(UTC)) >= deadline.when
@@ -86,10 +90,7 @@ class CullRules:
     def warning_due(self, server: dict[str, Any], now: datetime | None = None) -> Deadline | None:
         """The deadline, when it is `warning` seconds away or less."""
         deadline = self.deadline(server)
-        if deadline is None:
-            return None
-        soon = deadline.when - timedelta(seconds=self.warning)
-        return deadline if (now or datetime.now(UTC)) >= soon else None
+        return deadline if deadline is not None and self.warns(deadline, now) else None
 
 
 @cache
@@ -103,14 +104,16 @@ def arbiter(*, server: dict[str, Any], **_: object) -> bool:
     warning is due is logged (the culler logs the cull itself)."""
     now = datetime.now(UTC)
     current = rules()
-    if current.should_cull(server, now):
+    deadline = current.deadline(server)
+    if deadline is None:
+        return False
+    if now >= deadline.when:
         return True
-    due = current.warning_due(server, now)
-    if due is not None:
+    if current.warns(deadline, now):
         log.warning(
             "Cull warning: server %s will be culled at %s (%s)",
             server.get("url") or server.get("name", ""),
-            due.when.isoformat(timespec="seconds"),
-            "idle" if due.keepable else "maximum age",
+            deadline.when.isoformat(timespec="seconds"),
+            "idle" if deadline.keepable else "maximum age",
         )
     return False

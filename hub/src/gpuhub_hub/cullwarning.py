@@ -76,11 +76,11 @@ class CullWarningHandler(APIHandler):
             raise web.HTTPError(404, f"{user_name} has no running server {server_name!r}")
         now = datetime.now(UTC)
         deadline = self.rules.deadline(server_model(spawner))
-        due = self.rules.warning_due(server_model(spawner), now)
+        due = deadline is not None and self.rules.warns(deadline, now)
         keep = "run a cell or edit a file"
         self.write(
             {
-                "warning": warning_text("This server", due, now, keep) if due else None,
+                "warning": warning_text("This server", deadline, now, keep) if due else None,
                 "deadline": deadline.when.isoformat() if deadline else None,
                 "keepable": deadline.keepable if deadline else True,
             }

@@ -60,9 +60,9 @@ def busy_servers(
         user = labels.get(USER_LABEL)
         if not user or container.get("State") != "running":
             continue
-        levels = [readings[d] for d in devices_held(labels) if d in readings]
-        if levels and max(levels) >= busy_percent:
-            busy.setdefault(user, {})[labels.get(SERVER_LABEL, "")] = max(levels)
+        busiest = max((readings[d] for d in devices_held(labels) if d in readings), default=-1)
+        if busiest >= busy_percent:
+            busy.setdefault(user, {})[labels.get(SERVER_LABEL, "")] = busiest
     return busy
 
 
@@ -113,9 +113,9 @@ class Reporter:
         return busy
 
 
-def docker_containers() -> list[dict[str, Any]]:
-    client = docker.APIClient(**docker.utils.kwargs_from_env())
-    return list(client.containers(filters={"label": LABEL, "status": "running"}))
+def gpu_containers(client: docker.APIClient) -> Callable[[], list[dict[str, Any]]]:
+    """The running containers holding GPUs, from this engine (one client for every round)."""
+    return lambda: list(client.containers(filters={"label": LABEL, "status": "running"}))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -128,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="[%(levelname)1.1s %(asctime)s gpu-activity] %(message)s"
     )
-    reporter = Reporter(docker_containers, args.nvidia_smi, args.busy_percent)
+    client = docker.APIClient(**docker.utils.kwargs_from_env())
+    reporter = Reporter(gpu_containers(client), args.nvidia_smi, args.busy_percent)
     failing = ""
     while True:
         try:

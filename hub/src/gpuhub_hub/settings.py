@@ -250,7 +250,7 @@ class Culler:
     # Servers of GPU profiles: their own idle timeout, and a maximum age (0: none).
     gpu_timeout: int = 1800
     gpu_max_age: int = 0
-    # Users see a warning on the hub's home page this long before a cull (0: none).
+    # Users see a warning (home page, JupyterLab) this long before a cull (0: none).
     warning: int = 600
     # On a host with GPUs (the role decides, and gives the hub container nvidia-smi): a
     # server whose GPU works at gpu_busy_percent or more is active (read every gpu_every
