@@ -138,6 +138,10 @@ BAD_SETTINGS: list[tuple[dict, str]] = [
         "Supported parameters include",
     ),
     (
+        {"jupyterhub_cpu_shares": 1},
+        "jupyterhub_cpu_shares must be 2 to 262144",
+    ),
+    (
         {"jupyterhub_auth_mode": "open"},
         "jupyterhub_auth_mode must be one of: native, ldap, oidc, workshop",
     ),

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import culling
+from . import culling, database
 from .names import USERNAME
 from .settings import Auth, Ldap, Oidc, Settings, extra_config_filename, load
 
@@ -122,6 +122,8 @@ def configure(c: Any, settings: Settings) -> None:  # noqa: ANN401
     c.JupyterHub.hub_bind_url = hub.hub_bind_url
     c.JupyterHub.hub_connect_url = hub.hub_connect_url
     c.JupyterHub.db_url = hub.db_url
+    if hub.db_url.startswith("sqlite:"):
+        database.use_write_ahead_log()
     # A newer JupyterHub migrates the schema at start; for SQLite it first copies the
     # database file next to it (jupyterhub.sqlite.<timestamp>).
     c.JupyterHub.upgrade_db = hub.upgrade_db

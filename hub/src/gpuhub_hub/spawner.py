@@ -11,7 +11,7 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Instance, default
 
-from . import hardening, usage
+from . import hardening, ready, usage
 from .gpus import (
     DESCRIPTION_LABEL,
     GROUPS_LABEL,
@@ -229,7 +229,20 @@ class GpuhubSpawner(DockerSpawner):
             usage.START, usage.now_iso(), self.user.name, self.name, groups, profile.slug, gpus
         )
         await asyncio.to_thread(self.record_usage, line)
+        await self.wait_answering(started)
         return started
+
+    async def wait_answering(self, started: Any) -> None:  # noqa: ANN401 (start's answer)
+        """Return once the new server answers the /api the hub waits for, or after
+        http_timeout (then the hub's own wait decides): the hub's first probe finds it up
+        instead of backing off for seconds (ready.py)."""
+        if not isinstance(started, tuple) or self.server is None:
+            return
+        ip, port = started
+        url = f"http://{ip}:{port}{self.server.base_url}api"
+        took = await ready.wait_answering(url, self.http_timeout)
+        if took is not None:
+            self.log.info("%s answers %.2f s after its start", self.container_name, took)
 
     def record_usage(self, line: usage.Event) -> None:
         """A line in the usage ledger (usage.py), if the hub keeps one; never fails the
