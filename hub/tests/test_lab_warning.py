@@ -151,8 +151,10 @@ def test_jupyterlab_shows_the_warning_with_a_way_to_keep_the_server(lab: Lab) ->
     browser = Browser(prefix="lab-")
     try:
         browser.driver.get(f"{lab.url}/lab?token={TOKEN}")
+        # Visible, not only in the page: Selenium reads no text from a toast still sliding
+        # in (seen once in CI with both cores busy).
         toast = browser.wait(
-            seen.presence_of_element_located(
+            seen.visibility_of_element_located(
                 (
                     By.XPATH,
                     f"//*[contains(@class, 'Toastify__toast') and contains(., '{WARNING[:40]}')]",
