@@ -21,6 +21,7 @@ from __future__ import annotations
 from ansible.utils.display import Display
 
 try:
+    import ansible_mitogen.planner
     import ansible_mitogen.strategy
     from ansible_mitogen.plugins.strategy.mitogen_linear import StrategyModule
 except ImportError:
@@ -30,6 +31,11 @@ except ImportError:
     )
     from ansible.plugins.strategy.linear import StrategyModule
 else:
+    # Every module runs in a child forked from a Python that has run none: state a module
+    # leaves in its libraries cannot reach the next task (community.docker's docker_container
+    # keeps one task's `comparisons` for the next one in the same process, so a hub whose
+    # image changed was not recreated after the proxy's task ignored image changes).
+    ansible_mitogen.planner.NewStylePlanner.should_fork = lambda self: True
     ansible_mitogen.strategy.REDIRECTED_CONNECTION_PLUGINS = tuple(
         name for name in ansible_mitogen.strategy.REDIRECTED_CONNECTION_PLUGINS if name != "local"
     )
