@@ -11,11 +11,14 @@ import zipfile
 
 import pytest
 import requests
+import yaml
 from hubclient import HubClient
+from shared_facts import REPO
 from testhost import TestHost, UserFactory, ok, size_in_bytes
 
 # JupyterLab's theme setting, as the browser's settings editor stores it.
 THEME = "/lab/api/settings/@jupyterlab/apputils-extension:themes"
+IMAGES_VARS = REPO / "roles/jupyterhub_images/vars/main.yml"
 
 
 def wheel(name: str, value: int) -> bytes:
@@ -176,3 +179,21 @@ def test_the_meters_read_the_servers_own_limits(host: TestHost, lana: HubClient)
     assert 0 < metrics["rss"] < memory
     assert metrics["limits"]["cpu"]["cpu"] == float(host.scenario_var("jupyterhub_cpu_limit"))
     assert "cpu_percent" in metrics
+
+
+def test_the_server_starts_without_what_the_images_take_out(lana: HubClient) -> None:
+    """What the images role takes out after its installs (it costs every server start CPU)
+    is not loaded by the Jupyter server, and no installed package needed it (pip check)."""
+    removed = yaml.safe_load(IMAGES_VARS.read_text())["__jupyterhub_images_pip_remove"]
+    modules = [name.replace("-", "_") for name in removed]
+    code = (
+        "import subprocess, sys, jupyter_server.serverapp, jupyterhub.singleuser\n"
+        f"print([m for m in {modules!r} if m in sys.modules])\n"
+        "check = subprocess.run([sys.executable, '-m', 'pip', 'check'], capture_output=True,"
+        " text=True)\n"
+        "print(check.returncode, check.stdout.strip())\n"
+    )
+    loaded, check = run(lana, "lana", code).splitlines()
+    assert modules, "the images role takes nothing out: this test has nothing to prove"
+    assert ast.literal_eval(loaded) == []
+    assert check.startswith("0 "), check

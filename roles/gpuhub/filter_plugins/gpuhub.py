@@ -26,6 +26,10 @@
 - `settings | gpuhub_settings_problem`: the hub's own settings loader, run on the control
   node; '' or its message, led by the jupyterhub_* variable the failing setting is rendered
   from (per __jupyterhub_settings in roles/jupyterhub/vars/main.yml).
+- `packages | gpuhub_packages_missing(gpuhub_dpkg_status | default(none))`: the packages of
+  an `apt` task that the preflight play's one `dpkg-query` (registered as gpuhub_dpkg_status)
+  did not find installed; every one of them where there is no such answer (a role applied
+  alone) or the name is not a bare package name (`name=version`, `name>=version`).
 """
 
 from __future__ import annotations
@@ -258,6 +262,24 @@ def gpuhub_swarm_status(
     ]
 
 
+# `dpkg-query --show --showformat '${db:Status-Abbrev} ${Package}\n'`: the second letter of
+# the status is the package's current state, `i` for installed.
+_DPKG_INSTALLED = re.compile(r"^.i. (\S+)$")
+_PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+
+
+def gpuhub_packages_missing(
+    wanted: list[str] | str, dpkg_status: dict[str, Any] | None
+) -> list[str]:
+    """The packages of `wanted` to hand to apt: those not installed, all where unknown."""
+    names = [wanted] if isinstance(wanted, str) else list(wanted)
+    lines = (dpkg_status or {}).get("stdout_lines")
+    if lines is None:
+        return names
+    installed = {m.group(1) for line in lines if (m := _DPKG_INSTALLED.match(line))}
+    return [name for name in names if not _PACKAGE_NAME.match(name) or name not in installed]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -276,4 +298,5 @@ class FilterModule:
             "gpuhub_gpus_on_nodes": gpuhub_gpus_on_nodes,
             "gpuhub_labels": gpuhub_labels,
             "gpuhub_singleuser_image": gpuhub_singleuser_image,
+            "gpuhub_packages_missing": gpuhub_packages_missing,
         }
