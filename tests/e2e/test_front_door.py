@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 from hubclient import HubClient, idle, run_code
-from testhost import TestHost, UserFactory
+from testhost import TestHost, UserFactory, ok
 
 SERVER_NAME = "hub.gpuhub.test"
+SELFSIGNED = "/etc/nginx/gpuhub-tls/selfsigned"
 
 
 # Dave's own server configuration (his home is kept whole): no websocket pings, which
@@ -167,3 +168,46 @@ def test_testssl_forward_secrecy_and_hsts(testssl: dict[str, str]) -> None:
     assert testssl["PFS"].startswith("offered"), testssl["PFS"]  # testssl 3.0 names it PFS
     days = int(testssl["HSTS_time"].split()[0])
     assert days >= 180, testssl["HSTS_time"]
+
+
+def certificate(host: TestHost) -> tuple[str, str]:
+    """(serial, subjectAltName) of the self-signed certificate on the host."""
+    out = host.run(
+        "openssl", "x509", "-in", f"{SELFSIGNED}.crt", "-noout", "-serial", "-ext", "subjectAltName"
+    )
+    serial = out.splitlines()[0].removeprefix("serial=")
+    return serial, out.split("Subject Alternative Name:", 1)[1].strip()
+
+
+def test_the_self_signed_certificate_follows_its_names_and_its_renewal(host: TestHost) -> None:
+    """A re-run keeps a certificate that is still right without issuing one (a no-op
+    converge skips the request), and issues a new one when the names change back and
+    forth or renewal is due. The served certificate is put back at the end: the session
+    trusts it (ca_file)."""
+    host.run("cp", "-p", f"{SELFSIGNED}.crt", f"{SELFSIGNED}.crt.test-keep")
+    try:
+        first, names = certificate(host)
+        assert f"DNS:{SERVER_NAME}" in names
+        wider = json.dumps({"nginx_server_names": [SERVER_NAME, "alt.gpuhub.test"]})
+        ok(host.converge("--tags", "nginx", "-e", wider))
+        wide, wide_names = certificate(host)
+        assert wide != first
+        assert "DNS:alt.gpuhub.test" in wide_names
+
+        ok(host.converge("--tags", "nginx"))
+        narrow, narrow_names = certificate(host)
+        assert narrow != wide
+        assert narrow_names == names
+
+        due = json.dumps({"nginx_selfsigned_days": 366, "nginx_selfsigned_renew_days": 365})
+        ok(host.converge("--tags", "nginx", "-e", due))
+        renewed, renewed_names = certificate(host)
+        assert renewed != narrow
+        assert renewed_names == names
+
+        ok(host.converge("--tags", "nginx"), changed=0)
+        assert certificate(host)[0] == renewed
+    finally:
+        host.run("mv", f"{SELFSIGNED}.crt.test-keep", f"{SELFSIGNED}.crt")
+        host.run("systemctl", "reload", "nginx")
+    assert certificate(host)[0] == first
