@@ -11,43 +11,30 @@ Leaves the converged bench host up for the other benchmarks."""
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-from common import REPO, SCENARIO, Timer, inventory, molecule, plot, write
+from common import SCENARIO, Timer, bench_host, molecule, plot, write
+from testhost import TestHost, recap
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-ROLE_LINE = re.compile(r"^\s*(?:│\s*)?(\S+) -{3,} (\d+\.\d+)s\s*$")
+ROLE_LINE = re.compile(r"^\s*(\S+) -{3,} (\d+\.\d+)s\s*$")
 TASK_LINE = re.compile(r"^(\S+ : .+?) -{3,} (\d+\.\d+)s\s*$")
-RECAP = re.compile(r"ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)")
 NOOP_RUNS = 3
+PLAYBOOK = f"molecule/{SCENARIO}/converge.yml"  # the playbook `molecule converge` runs
 PROFILE = {
-    "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
     "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_roles,ansible.posix.profile_tasks",
     "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "12",
-    "ANSIBLE_FORCE_COLOR": "0",
 }
 
 
-def converge() -> tuple[float, str]:
-    playbook = REPO / "molecule" / SCENARIO / "converge.yml"  # site.yml, imported
-    hosts = str(Path(inventory()).parent)  # with the scenario's group_vars and host_vars
+def converge(host: TestHost) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """site.yml against the bench host, as an admin runs it (TestHost.playbook)."""
     with Timer() as timer:
-        result = subprocess.run(
-            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", hosts, str(playbook)],
-            cwd=REPO,
-            env={**os.environ, **PROFILE},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    out = ANSI.sub("", result.stdout + result.stderr)
+        result = host.playbook(PLAYBOOK, env=PROFILE)
     if result.returncode != 0:
-        sys.exit(f"converge failed:\n{out[-4000:]}")
-    return timer.seconds, out
+        sys.exit(f"converge failed:\n{(result.stdout + result.stderr)[-4000:]}")
+    return timer.seconds, result
 
 
 def roles(out: str) -> dict[str, float]:
@@ -71,22 +58,21 @@ def main() -> None:
         result = molecule(step)
         if result.returncode != 0:
             sys.exit(f"molecule {step} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
-    fresh, out = converge()
-    per_role = roles(out)
-    runs = sorted((converge() for _ in range(NOOP_RUNS)), key=lambda run: run[0])
-    noop, out2 = runs[len(runs) // 2]  # the median run
-    noop_roles = roles(out2)
-    noop_tasks = slowest_tasks(out2)
-    changed = max(
-        sum(int(c) for c, _ in RECAP.findall(out.split("PLAY RECAP")[-1])) for _, out in runs
-    )
+    host = bench_host()
+    fresh, first = converge(host)
+    per_role = roles(first.stdout)
+    runs = sorted((converge(host) for _ in range(NOOP_RUNS)), key=lambda run: run[0])
+    noop, median = runs[len(runs) // 2]
+    noop_roles = roles(median.stdout)
+    noop_tasks = slowest_tasks(median.stdout)
+    changed = max(recap(result)[0] for _, result in runs)
     ratio = noop / fresh
     data = {
         "title": "Converge: fresh site.yml, then the no-op re-run",
         "fresh_seconds": round(fresh, 1),
         "noop_seconds": round(noop, 1),
         "noop_runs_seconds": [round(secs, 1) for secs, _ in runs],
-        "command": "ansible-playbook -i <the Molecule inventory> molecule/bench/converge.yml",
+        "command": f"ansible-playbook -i <the Molecule inventory> {PLAYBOOK}",
         "noop_changed": changed,
         "noop_ratio": round(ratio, 3),
         "per_role_seconds": {k: round(v, 1) for k, v in per_role.items()},

@@ -196,14 +196,17 @@ class TestHost:
         """Run the scenario's converge again (Molecule's own inventory and settings)."""
         return self.playbook("molecule/default/converge.yml", *args)
 
-    def playbook(self, path: str, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run a playbook of the repository against this host, as an admin would."""
+    def playbook(
+        self, path: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a playbook of the repository against this host, as an admin would (with
+        `env` added to the environment)."""
         inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
         return subprocess.run(
             ["ansible-playbook", "-i", str(inventory), path, *args],
             cwd=REPO,
             # Plain text whatever Molecule set, so tests can read the output.
-            env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+            env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})},
             capture_output=True,
             text=True,
             timeout=1800,
