@@ -21,6 +21,7 @@ from gpuhub_hub.gpus import (
     choose,
     describe,
 )
+from gpuhub_hub.spawner import device_requests
 
 GPUS = tuple(Gpu(uuid=f"GPU-{i}", index=i, name="NVIDIA H100 80GB HBM3") for i in range(4))
 A100 = Gpu(
@@ -33,7 +34,7 @@ def test_device_requests_name_the_chosen_gpus() -> None:
     allocation = choose(GpuPolicy("exclusive", 2), GPUS, {})
     assert allocation.device_ids == ("GPU-0", "GPU-1")
     assert allocation.labels() == {LABEL: "GPU-0,GPU-1"}
-    config = docker.APIClient().create_host_config(device_requests=allocation.device_requests())
+    config = docker.APIClient().create_host_config(device_requests=device_requests(allocation))
     assert config["DeviceRequests"] == [
         {
             "Driver": "nvidia",
@@ -46,7 +47,7 @@ def test_device_requests_name_the_chosen_gpus() -> None:
     shared = choose(GpuPolicy("shared"), GPUS, {})
     assert shared.device_ids == tuple(g.uuid for g in GPUS)
     assert shared.labels() == {SHARED_LABEL: "GPU-0,GPU-1,GPU-2,GPU-3"}
-    assert choose(GpuPolicy("none"), GPUS, {}).device_requests() == []
+    assert device_requests(choose(GpuPolicy("none"), GPUS, {})) == []
 
 
 def test_holders_exhaustion_and_release(

@@ -45,11 +45,11 @@ def test_a_server_that_comes_up_late_is_seen_within_a_step() -> None:
 
     took, waited = asyncio.run(scenario())
     # JupyterHub's own backoff (0.2 s doubling) would probe next at ~3.2 s, or later. The
-    # bound is a literal (a step of 5 % of the 2 s waited, plus 0.1 s for this machine's
+    # bound is a literal (a step of 5 % of the 2 s waited, plus 0.15 s for a busy machine's
     # scheduling): one read from ready.py would move with what it tests.
     assert took is not None
-    assert 2.0 <= took <= 2.0 + 0.1 + 0.1, took
-    assert waited <= 2.0 + 0.1 + 0.1
+    assert 2.0 <= took <= 2.0 + 0.1 + 0.15, took
+    assert waited <= 2.0 + 0.1 + 0.15
 
 
 def test_a_bound_port_is_not_an_answer_but_its_answer_is_seen_at_once() -> None:
@@ -77,7 +77,7 @@ def test_a_bound_port_is_not_an_answer_but_its_answer_is_seen_at_once() -> None:
 
     took = asyncio.run(scenario())
     assert took is not None
-    assert 1.0 <= took <= 1.0 + 0.1, took
+    assert 1.0 <= took <= 1.0 + 0.25, took  # not the accepted connection, at ~0 s
 
 
 def test_waits_stay_a_small_share_of_the_time_waited() -> None:

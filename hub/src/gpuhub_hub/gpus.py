@@ -21,8 +21,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from docker.types import DeviceRequest
-
 if TYPE_CHECKING:
     from .quotas import Charge
 
@@ -88,13 +86,6 @@ class NoGpuFree(RuntimeError):
 class Allocation:
     device_ids: tuple[str, ...]
     exclusive: bool
-
-    def device_requests(self) -> list[DeviceRequest]:
-        if not self.device_ids:
-            return []
-        return [
-            DeviceRequest(driver="nvidia", device_ids=list(self.device_ids), capabilities=[["gpu"]])
-        ]
 
     def labels(self) -> dict[str, str]:
         if not self.device_ids:
