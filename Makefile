@@ -90,7 +90,7 @@ demo-clean: bootstrap ## Remove the demo container
 
 # Benchmark arguments (see each script's --help); BENCH_KEEP=1 keeps the bench host.
 BENCH_SPAWN ?= -n 10
-BENCH_LOAD ?= --users 100 --rate 2 --knee 4,8
+BENCH_LOAD ?= --users 100 --rate 2 --knee 4,8,16
 BENCH_BACKUP ?= --gib 1
 BENCH_RESULTS := bench/results
 
