@@ -30,9 +30,9 @@ CONNECT_TIMEOUT = 1.0  # a connection not refused nor accepted by then is tried 
 PROBE_TIMEOUT = 10.0  # a bound socket answers once its server's loop runs
 
 
-def next_step(waited: float, first: float = FIRST_STEP, longest: float = LONGEST_STEP) -> float:
+def next_step(waited: float) -> float:
     """The wait before the next probe, after `waited` seconds."""
-    return min(max(first, waited * LATENESS), longest)
+    return min(max(FIRST_STEP, waited * LATENESS), LONGEST_STEP)
 
 
 async def accepts(host: str, port: int, timeout: float) -> bool:
@@ -47,9 +47,7 @@ async def accepts(host: str, port: int, timeout: float) -> bool:
     return True
 
 
-async def wait_answering(
-    url: str, timeout: float, first: float = FIRST_STEP, longest: float = LONGEST_STEP
-) -> float | None:
+async def wait_answering(url: str, timeout: float) -> float | None:
     """Poll url until it answers with anything but a 5xx (what the hub's own wait accepts):
     the seconds that took, or None after timeout (the hub's own wait then decides)."""
     client = AsyncHTTPClient()
@@ -76,4 +74,4 @@ async def wait_answering(
                 if response.code < 500:
                     return time.monotonic() - start
         waited = time.monotonic() - start
-        await asyncio.sleep(min(next_step(waited, first, longest), max(timeout - waited, 0)))
+        await asyncio.sleep(min(next_step(waited), max(timeout - waited, 0)))
