@@ -1,7 +1,8 @@
 """Backups that restore, end to end: two users with files and passwords; the exact
 command of the cron entry; the hub database and a home deleted; restore.yml; both log in
 with their old passwords and find their files byte-identical. Then deduplication,
-retention, a side-folder restore of one home, and a wrong repository password."""
+retention, a side-folder restore of one home, and a wrong repository password (in the
+nightly job and in site.yml)."""
 
 from __future__ import annotations
 
@@ -173,6 +174,26 @@ def test_wrong_repository_password_fails_loudly(host: TestHost) -> None:
     log = journal(host, "gpuhub-backup-wrong", "FAILED")
     assert "wrong password" in log, log
     assert "gpuhub-backup: FAILED while opening the repository" in log, log
+
+
+def test_converge_stops_on_a_wrong_password_until_it_is_put_right(
+    host: TestHost, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """site.yml opens the repository only when restic's settings changed or no run has
+    opened it with them: a wrong backup_password stops the run, and the next run too (the
+    stopped run left no mark), until the right password is given again."""
+    right = host.run("cat", "/etc/gpuhub-backup/restic-password").strip()
+    extra = tmp_path_factory.mktemp("backup-password")
+    (extra / "wrong.json").write_text(json.dumps({"backup_password": "not-the-password"}))
+    (extra / "right.json").write_text(json.dumps({"backup_password": right}))
+    for attempt in ("the password changed", "nothing changed since the stopped run"):
+        stopped = host.converge("--tags", "backup", "-e", f"@{extra / 'wrong.json'}")
+        assert recap(stopped)[1] == 1, attempt
+        assert "exists but cannot be opened" in stopped.stdout, (attempt, stopped.stdout[-3000:])
+    assert recap(stopped) == (0, 1)
+    ok(host.converge("--tags", "backup", "-e", f"@{extra / 'right.json'}"))
+    assert host.run("cat", "/etc/gpuhub-backup/restic-password").strip() == right
+    ok(host.converge("--tags", "backup"), changed=0)
 
 
 def test_repository_credentials_never_reach_the_log(host: TestHost) -> None:
