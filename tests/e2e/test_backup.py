@@ -10,10 +10,20 @@ import json
 import secrets
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from hubclient import HubClient
-from testhost import RESTIC, TestHost, flat, new_password, ok, recap, restic_added_bytes
+from testhost import (
+    BACKUP_PASSWORD_FILE,
+    RESTIC,
+    TestHost,
+    flat,
+    new_password,
+    ok,
+    recap,
+    restic_added_bytes,
+)
 
 USERS = {"bka": new_password(), "bkb": new_password()}
 FILES = ("notes.txt", "data.bin")
@@ -62,7 +72,7 @@ def test_cron_entry_runs_the_backup_nightly(host: TestHost) -> None:
         host.backup_command()
         == "systemd-cat --identifier=gpuhub-backup /usr/local/sbin/gpuhub-backup"
     )
-    assert host.run("stat", "-c", "%a %U", "/etc/gpuhub-backup/restic-password").split() == [
+    assert host.run("stat", "-c", "%a %U", BACKUP_PASSWORD_FILE).split() == [
         "600",
         "root",
     ]
@@ -177,22 +187,21 @@ def test_wrong_repository_password_fails_loudly(host: TestHost) -> None:
 
 
 def test_converge_stops_on_a_wrong_password_until_it_is_put_right(
-    host: TestHost, tmp_path_factory: pytest.TempPathFactory
+    host: TestHost, tmp_path: Path
 ) -> None:
     """site.yml opens the repository only when restic's settings changed or no run has
     opened it with them: a wrong backup_password stops the run, and the next run too (the
     stopped run left no mark), until the right password is given again."""
-    right = host.run("cat", "/etc/gpuhub-backup/restic-password").strip()
-    extra = tmp_path_factory.mktemp("backup-password")
-    (extra / "wrong.json").write_text(json.dumps({"backup_password": "not-the-password"}))
-    (extra / "right.json").write_text(json.dumps({"backup_password": right}))
+    right = host.run("cat", BACKUP_PASSWORD_FILE).strip()
+    (tmp_path / "wrong.json").write_text(json.dumps({"backup_password": "not-the-password"}))
+    (tmp_path / "right.json").write_text(json.dumps({"backup_password": right}))
     for attempt in ("the password changed", "nothing changed since the stopped run"):
-        stopped = host.converge("--tags", "backup", "-e", f"@{extra / 'wrong.json'}")
+        stopped = host.converge("--tags", "backup", "-e", f"@{tmp_path / 'wrong.json'}")
         assert recap(stopped)[1] == 1, attempt
         assert "exists but cannot be opened" in stopped.stdout, (attempt, stopped.stdout[-3000:])
     assert recap(stopped) == (0, 1)
-    ok(host.converge("--tags", "backup", "-e", f"@{extra / 'right.json'}"))
-    assert host.run("cat", "/etc/gpuhub-backup/restic-password").strip() == right
+    ok(host.converge("--tags", "backup", "-e", f"@{tmp_path / 'right.json'}"))
+    assert host.run("cat", BACKUP_PASSWORD_FILE).strip() == right
     ok(host.converge("--tags", "backup"), changed=0)
 
 

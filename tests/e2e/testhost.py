@@ -35,6 +35,7 @@ SECRETS = (
 BACKUP_CRON_FILE = "/etc/cron.d/gpuhub-backup"
 RESTIC = "/usr/local/sbin/gpuhub-restic"  # restic with the host's repository (backup role)
 BACKUP_ENV = "/etc/gpuhub-backup/env"  # its environment: repository, password, CA
+BACKUP_PASSWORD_FILE = "/etc/gpuhub-backup/restic-password"  # noqa: S105 (a path, not a secret)
 
 
 # The culler test's busy user: a server whose kernel runs a silent cell (conftest, test_hub).
