@@ -4,7 +4,10 @@ in through Nginx with NativeAuthenticator passwords) each log in, spawn, open a 
 start at R logins per second. Reports success and p50/p95 per stage, 429 answers, the
 hub's and proxy's CPU and memory over time, and the hub's event-loop lag (JupyterHub's own
 `event_loop_interval_seconds` histogram from /hub/metrics, read with the metrics token):
-its p95 over the run and its mean per sampling window, plotted beside the CPU."""
+its p95 over the run and its mean per sampling window, plotted beside the CPU. The mean
+login is split by the hub's own times from the same page: the form page, the password
+check (gpuhub_password_check_seconds) and the rest of the form's POST in the hub, and what
+is left outside the hub (Nginx, the proxy, TLS, the network and the client)."""
 
 from __future__ import annotations
 
@@ -31,12 +34,33 @@ SIZE = re.compile(r"([\d.]+)\s*([KMG]i?B)")
 UNITS = {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "KB": 1 / 1000, "MB": 1, "GB": 1000}
 LAG = "jupyterhub_event_loop_interval_seconds"
 LAG_LINE = re.compile(rf'^{LAG}_(bucket|sum|count)(?:{{le="([^"]+)"}})? ([0-9.e+-]+)$', re.M)
+# The hub's own times for a login: JupyterHub's request durations (per method, handler and
+# status) for its login form, and gpuhub's password checks.
+LOGIN_SERIES = re.compile(
+    r"^(jupyterhub_request_duration_seconds|gpuhub_password_check_seconds)_(sum|count)"
+    r"(?:\{([^}]*)\})? ([0-9.e+-]+)$",
+    re.M,
+)
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+# The parts of the mean login, in order; each a mean in seconds.
+LOGIN_PARTS = {
+    "client": "seen by the client (form page and form POST through Nginx)",
+    "form": "the form page in the hub",
+    "check": "the password check (bcrypt in a worker thread, its wait included)",
+    "post": "the rest of the POST in the hub (account, database, cookie, the redirect)",
+    "outside": "outside the hub (Nginx, the proxy, TLS, the network, the client)",
+}
 # Targets (issue 21): no failure, login p95, event-loop lag p95, every server ready this
 # long after its user's login.
 LOGIN_P95 = 2.0
 LAG_P95_MS = 100.0
 READY_WITHIN = 300.0
 KNEE_P95 = 5.0  # the knee: the first rate with a failure or a login p95 above this
+KNEE_SPLIT = (
+    "Mean login: as the client saw it; its check: the hub's password check (bcrypt in a worker "
+    "thread, its wait included); its outside: what is left outside the hub (Nginx, the proxy, "
+    "TLS, the network, the client)."
+)
 
 
 @dataclass
@@ -63,13 +87,17 @@ class Histogram:
         return float("inf")
 
 
-def read_lag(url: str, token: str, ca: str) -> Histogram | None:
+def read_metrics(url: str, token: str, ca: str) -> str:
+    """The hub's /hub/metrics page ("" when it did not answer)."""
     try:
-        text = requests.get(
+        return requests.get(
             f"{url}/hub/metrics", headers={"Authorization": f"token {token}"}, verify=ca, timeout=10
         ).text
     except requests.RequestException:
-        return None
+        return ""
+
+
+def lag_histogram(text: str) -> Histogram | None:
     buckets, total, count = {}, 0.0, 0.0
     for kind, le, value in LAG_LINE.findall(text):
         if kind == "bucket":
@@ -79,6 +107,45 @@ def read_lag(url: str, token: str, ca: str) -> Histogram | None:
         else:
             count = float(value)
     return Histogram(buckets, total, count) if buckets else None
+
+
+def login_totals(text: str) -> dict[str, tuple[float, float]]:
+    """The hub's cumulative (sum, count) of seconds for the login form's page ("form"), its
+    POST ("post", the password check included) and the password checks ("check")."""
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for name, kind, labels, value in LOGIN_SERIES.findall(text):
+        label = dict(LABEL.findall(labels))
+        if name.startswith("gpuhub_"):
+            part = "check"
+        elif label.get("handler", "").endswith(".LoginHandler") and label.get("method") in (
+            "GET",
+            "POST",
+        ):
+            part = "form" if label["method"] == "GET" else "post"
+        else:
+            continue
+        totals[part][kind == "count"] += float(value)
+    return {part: (total, count) for part, (total, count) in totals.items()}
+
+
+def login_split(before: str, after: str, logins: list[float]) -> dict[str, float]:
+    """The mean login (seconds) and its parts (LOGIN_PARTS) between two /hub/metrics pages."""
+
+    def mean(part: str) -> float:
+        (total, count), (total0, count0) = (
+            login_totals(page).get(part, (0.0, 0.0)) for page in (after, before)
+        )
+        return (total - total0) / (count - count0) if count > count0 else float("nan")
+
+    client = sum(logins) / len(logins) if logins else float("nan")
+    form, post, check = mean("form"), mean("post"), mean("check")
+    return {
+        "client": client,
+        "form": form,
+        "check": check,
+        "post": post - check,
+        "outside": client - form - post,
+    }
 
 
 @dataclass
@@ -159,7 +226,7 @@ def sample(
 ) -> None:
     start = time.monotonic()
     role = {host.hub: "hub", host.proxy: "proxy"}
-    previous = read_lag(*lag)
+    previous = lag_histogram(read_metrics(*lag))
     while not stop.is_set():
         code, out = host.container.exec_run(
             [
@@ -179,7 +246,7 @@ def sample(
                 used = SIZE.match(stats["MemUsage"])
                 row[f"{role[stats['Name']]}_cpu"] = float(stats["CPUPerc"].rstrip("%"))
                 row[f"{role[stats['Name']]}_mib"] = float(used[1]) * UNITS[used[2]] if used else 0.0
-            now = read_lag(*lag)
+            now = lag_histogram(read_metrics(*lag))
             if now and previous and now.count > previous.count:
                 window = now.minus(previous)
                 # Each observation is a tick's delay past its 50 ms sleep (50 ms: none).
@@ -197,6 +264,7 @@ class Run:
     samples: list[dict[str, float]]
     lag_p50: float
     lag_p95: float
+    login_split: dict[str, float]
 
     def login_p95(self) -> float:
         return percentile([o.seconds["login"] for o in self.outcomes if "login" in o.seconds], 95)
@@ -215,7 +283,7 @@ def run_load(
     lag_source: tuple[str, str, str],
 ) -> Run:
     """Every user through every stage, starting `rate` logins per second."""
-    lag_before = read_lag(*lag_source)
+    before = read_metrics(*lag_source)
     stop, samples = threading.Event(), []
     sampler = threading.Thread(target=sample, args=(host, stop, samples, lag_source), daemon=True)
     sampler.start()
@@ -231,8 +299,10 @@ def run_load(
     wall = time.monotonic() - started
     stop.set()
     sampler.join()
-    lag_after = read_lag(*lag_source)
+    after = read_metrics(*lag_source)
+    lag_before, lag_after = lag_histogram(before), lag_histogram(after)
     lag_run = lag_after.minus(lag_before) if lag_after and lag_before else None
+    logins = [o.seconds["login"] for o in outcomes if "login" in o.seconds]
     return Run(
         rate,
         outcomes,
@@ -240,6 +310,7 @@ def run_load(
         samples,
         1000 * lag_run.quantile(0.5) if lag_run else float("nan"),
         1000 * lag_run.quantile(0.95) if lag_run else float("nan"),
+        login_split(before, after, logins),
     )
 
 
@@ -264,6 +335,9 @@ def knee(
             r.failed(),
             f"{r.login_p95():.2f} s",
             f"{r.lag_p95:.0f} ms",
+            f"{r.login_split['client']:.2f} s",
+            f"{r.login_split['check']:.2f} s",
+            f"{r.login_split['outside']:.2f} s",
             f"{r.wall:.0f} s",
         )
         for r in runs
@@ -285,12 +359,14 @@ def knee(
                 "failed": r.failed(),
                 "login_p95": r.login_p95(),
                 "lag_p95_ms": r.lag_p95,
+                "login_split_s": r.login_split,
             }
             for r in runs
         ],
         "limit": limit,
     }
-    write("load-knee", data, ("rate", "failed", "login p95", "lag p95", "wall"), rows, [limit])
+    headers = ("rate", "failed", "login p95", "lag p95", "mean login", "its check", "its outside")
+    write("load-knee", data, (*headers, "wall"), rows, [limit, KNEE_SPLIT])
     plot(
         "load-knee",
         "Login p95 as the login rate rises",
@@ -387,6 +463,7 @@ def main() -> None:
         "http_429": throttled,
         "resources": samples,
         "peak": peak,
+        "login_split_s": first.login_split,
         "event_loop_lag_ms": {
             "ticks_p50": lag_p50,
             "ticks_p95": lag_p95,
@@ -400,6 +477,9 @@ def main() -> None:
         "bounds of JupyterHub's histogram buckets, 50 ms its resolution); p95 of the sampling "
         f"windows' means {window_p95:.0f} ms (plot: load-lag.png).",
         PEAK.format(*(peak[k] for k in peak)),
+        "Time per login, the mean of the run's: "
+        + "; ".join(f"{LOGIN_PARTS[k]} {v:.3f} s" for k, v in first.login_split.items())
+        + ".",
         "",
         "| target | value | goal | |",
         "| --- | --- | --- | --- |",

@@ -4,6 +4,7 @@ hashes), and its database commits to a write-ahead log."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
@@ -23,6 +24,8 @@ from sqlalchemy import create_engine
 
 USERS = [f"loop{i}" for i in range(8)]
 PASSWORD = "a-long-enough-password"  # noqa: S105
+METRICS_TOKEN = "m" * 64  # live_hub's
+CHECKS = re.compile(r"^gpuhub_password_check_seconds_(sum|count) ([0-9.e+-]+)$", re.M)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +80,25 @@ def test_the_hub_answers_while_users_log_in(hub: LiveHub) -> None:
     hash_time = one_hash_seconds()
     assert slowest < 2 * hash_time, (slowest, hash_time)
     assert not HubClient(hub.url).login(USERS[0], "wrong-" + PASSWORD)  # control: it checks
+
+
+def password_checks(hub: LiveHub) -> dict[str, float]:
+    """The sum and count of gpuhub_password_check_seconds on the hub's /hub/metrics."""
+    text = requests.get(
+        f"{hub.url}/hub/metrics", headers={"Authorization": f"token {METRICS_TOKEN}"}, timeout=30
+    ).text
+    return {kind: float(value) for kind, value in CHECKS.findall(text)}
+
+
+def test_the_hub_reports_how_long_password_checks_take(hub: LiveHub) -> None:
+    """Each login's check is counted and timed (bench/load.py splits a login's time by it):
+    a check cannot take less than the hash it waits for."""
+    before = password_checks(hub)
+    assert HubClient(hub.url).login(USERS[1], PASSWORD)
+    assert not HubClient(hub.url).login(USERS[1], "wrong-" + PASSWORD)
+    after = password_checks(hub)
+    assert after["count"] - before["count"] == 2
+    assert after["sum"] - before["sum"] >= 2 * 0.5 * one_hash_seconds(), (before, after)
 
 
 def test_the_hub_answers_while_a_roster_arrives(hub: LiveHub) -> None:
