@@ -56,11 +56,6 @@ LOGIN_P95 = 2.0
 LAG_P95_MS = 100.0
 READY_WITHIN = 300.0
 KNEE_P95 = 5.0  # the knee: the first rate with a failure or a login p95 above this
-KNEE_SPLIT = (
-    "Mean login: as the client saw it; its check: the hub's password check (bcrypt in a worker "
-    "thread, its wait included); its outside: what is left outside the hub (Nginx, the proxy, "
-    "TLS, the network, the client)."
-)
 
 
 @dataclass
@@ -131,10 +126,10 @@ def login_totals(text: str) -> dict[str, tuple[float, float]]:
 def login_split(before: str, after: str, logins: list[float]) -> dict[str, float]:
     """The mean login (seconds) and its parts (LOGIN_PARTS) between two /hub/metrics pages."""
 
+    now, then = login_totals(after), login_totals(before)
+
     def mean(part: str) -> float:
-        (total, count), (total0, count0) = (
-            login_totals(page).get(part, (0.0, 0.0)) for page in (after, before)
-        )
+        (total, count), (total0, count0) = (t.get(part, (0.0, 0.0)) for t in (now, then))
         return (total - total0) / (count - count0) if count > count0 else float("nan")
 
     client = sum(logins) / len(logins) if logins else float("nan")
@@ -153,6 +148,11 @@ class Outcome:
     seconds: dict[str, float] = field(default_factory=dict)
     failed: str = ""  # the stage that failed, and why
     throttled: int = 0  # 429 answers
+
+
+def login_seconds(outcomes: list[Outcome]) -> list[float]:
+    """How long each login took, for the users whose login finished."""
+    return [o.seconds["login"] for o in outcomes if "login" in o.seconds]
 
 
 def simulate(url: str, ca: str, name: str, password: str, idle_seconds: float) -> Outcome:
@@ -267,7 +267,7 @@ class Run:
     login_split: dict[str, float]
 
     def login_p95(self) -> float:
-        return percentile([o.seconds["login"] for o in self.outcomes if "login" in o.seconds], 95)
+        return percentile(login_seconds(self.outcomes), 95)
 
     def failed(self) -> int:
         return sum(1 for o in self.outcomes if o.failed)
@@ -302,7 +302,6 @@ def run_load(
     after = read_metrics(*lag_source)
     lag_before, lag_after = lag_histogram(before), lag_histogram(after)
     lag_run = lag_after.minus(lag_before) if lag_after and lag_before else None
-    logins = [o.seconds["login"] for o in outcomes if "login" in o.seconds]
     return Run(
         rate,
         outcomes,
@@ -310,7 +309,7 @@ def run_load(
         samples,
         1000 * lag_run.quantile(0.5) if lag_run else float("nan"),
         1000 * lag_run.quantile(0.95) if lag_run else float("nan"),
-        login_split(before, after, logins),
+        login_split(before, after, login_seconds(outcomes)),
     )
 
 
@@ -366,7 +365,10 @@ def knee(
         "limit": limit,
     }
     headers = ("rate", "failed", "login p95", "lag p95", "mean login", "its check", "its outside")
-    write("load-knee", data, (*headers, "wall"), rows, [limit, KNEE_SPLIT])
+    legend = "Mean login: {client}; its check: {check}; its outside: {outside}.".format(
+        **LOGIN_PARTS
+    )
+    write("load-knee", data, (*headers, "wall"), rows, [limit, legend])
     plot(
         "load-knee",
         "Login p95 as the login rate rises",

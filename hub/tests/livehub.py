@@ -29,6 +29,7 @@ from hubsettings import CONFIG_PY, base_settings
 HUB_SRC = CONFIG_PY.parent / "src"
 # The first password of the admin in base_settings (Ansible generates it on a real host).
 ADMIN_PASSWORD = "first-admin-password"  # noqa: S105
+METRICS_TOKEN = "m" * 64  # the gpuhub-metrics service's token
 
 
 class _Routes(BaseHTTPRequestHandler):
@@ -153,7 +154,7 @@ def live_hub(root: Path, **sections: dict) -> Iterator[LiveHub]:
         ("proxy_auth_token", "p" * 64),
         ("crypt_key", "0f" * 32),
         ("gpuhub_admin_token", "t" * 64),
-        ("metrics_token", "m" * 64),
+        ("metrics_token", METRICS_TOKEN),
         ("admin-passwords/admin", ADMIN_PASSWORD),
     ):
         if not (state / name).exists():

@@ -19,12 +19,11 @@ import requests
 from e2e.hubclient import HubClient
 from gpuhub_hub import database
 from gpuhub_hub.admin.hubapi import HubAPI
-from livehub import LiveHub, live_hub
+from livehub import METRICS_TOKEN, LiveHub, live_hub
 from sqlalchemy import create_engine
 
 USERS = [f"loop{i}" for i in range(8)]
 PASSWORD = "a-long-enough-password"  # noqa: S105
-METRICS_TOKEN = "m" * 64  # live_hub's
 CHECKS = re.compile(r"^gpuhub_password_check_seconds_(sum|count) ([0-9.e+-]+)$", re.M)
 
 
