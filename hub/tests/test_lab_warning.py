@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from browser import Browser
 from livehub import free_port, stop_group, wait_until_answering
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
+from standin import json_server
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "roles/jupyterhub_images/files"
@@ -43,22 +43,11 @@ class StandInHub:
 
 
 def stand_in(hub: StandInHub) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hub.asked.append((self.path, self.headers.get("Authorization", "")))
-            body = json.dumps(hub.answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(request: BaseHTTPRequestHandler) -> object:
+        hub.asked.append((request.path, request.headers.get("Authorization", "")))
+        return hub.answer
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return json_server(answer)
 
 
 @dataclass

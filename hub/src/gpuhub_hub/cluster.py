@@ -30,6 +30,7 @@ from docker.types import (
 from .gpus import LABEL as GPUS_LABEL
 from .gpus import USER_LABEL
 from .names import check_username
+from .polling import next_step
 from .transfer import manifest
 
 # Task states that hold their node's resources (scheduled, not yet ended).
@@ -261,10 +262,11 @@ def wait_task(
 ) -> tuple[str, str]:
     """Poll the newest task of service ID `service` (by ID: a removed service of the same
     name may still be going away) until its state is in `done` or has ended; with
-    `placement_wait`, Unplaced once it has been pending longer than that."""
+    `placement_wait`, Unplaced once it has been pending longer than that. Polled as
+    often as polling.py says: a server's start waits on this, and each moment a task
+    runs unseen is a moment added to the spawn."""
     start = time.monotonic()
-    # Polled often: a server's start waits on this (Docker's local API answers in ms).
-    state, error, delay = "new", "", 0.2
+    state, error = "new", ""
     while True:
         tasks = client.tasks(filters={"service": service})
         tasks = [t for t in tasks if t.get("ServiceID") == service]
@@ -278,8 +280,7 @@ def wait_task(
             raise Unplaced(error)
         if waited > timeout:
             return state, error or f"not done after {timeout:.0f} s"
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1)
+        time.sleep(next_step(waited))
 
 
 def wait_gone(client: docker.APIClient, service: str, timeout: float) -> bool:

@@ -3,15 +3,12 @@
 After a spawner's start returns, JupyterHub waits for the server's /api with an exponential
 backoff (first wait up to 0.2 s, doubling to 5 s): a server that answers 3.3 s after its
 container started is typically seen at 5-6 s, which made a spawn through the hub twice the
-bare `docker run` floor (bench/spawn.py). The spawner polls the same URL first; when its
-start returns, the hub's first probe finds the server answering.
-
-How often: a wait is at most LATENESS of the time waited so far (between FIRST_STEP and
-LONGEST_STEP), so a server is seen at most 5 % (and never more than 0.5 s) after it first
-answers, and one slow to start costs a few probes a second, not twenty. A probe first
-connects (a refused connection costs ~0.1 ms of the hub's CPU, an HTTP attempt ~0.5 ms);
-only once the port accepts does it ask /api, and then waits for the answer: a server that
-has bound its port answers as soon as its event loop runs.
+bare `docker run` floor (bench/spawn.py). The spawner polls the same URL first, as often as
+polling.py says (seen at most 5 %, never more than 0.5 s, after it first answers); when its
+start returns, the hub's first probe finds the server answering. A probe first connects (a
+refused connection costs ~0.1 ms of the hub's CPU, an HTTP attempt ~0.5 ms); only once the
+port accepts does it ask /api, and then waits for the answer: a server that has bound its
+port answers as soon as its event loop runs.
 """
 
 from __future__ import annotations
@@ -23,16 +20,10 @@ from urllib.parse import urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-FIRST_STEP = 0.05  # seconds between the first probes
-LONGEST_STEP = 0.5  # a server slow to start is not probed more often than this
-LATENESS = 0.05  # a wait is at most this share of the time waited so far
+from .polling import next_step
+
 CONNECT_TIMEOUT = 1.0  # a connection not refused nor accepted by then is tried again
 PROBE_TIMEOUT = 10.0  # a bound socket answers once its server's loop runs
-
-
-def next_step(waited: float) -> float:
-    """The wait before the next probe, after `waited` seconds."""
-    return min(max(FIRST_STEP, waited * LATENESS), LONGEST_STEP)
 
 
 async def accepts(host: str, port: int, timeout: float) -> bool:
