@@ -12,6 +12,13 @@ documented hook for extensions); jupyterhub-singleuser reports that to the hub.
 `GET <server>/gpuhub/cull` answers what the hub says of this server's next cull (its
 /hub/api/gpuhub/cull/<user>/<server>, asked with the server's own token): asking is not
 activity. `POST` is: it is the warning's "Keep it running".
+
+Imported before the jupyterhub extension asks the hub anything, it also makes that
+extension's HTTP client (aiohttp) look the hub's name up afresh: through aiodns (c-ares),
+aiohttp keeps each answer for its TTL, and Docker's DNS gives 600 s, so after the hub's
+container was recreated (a new address on each user's network in cluster mode) a running
+server asked the old address for up to ten minutes. The hub does the same for itself
+(gpuhub_hub.configure.fresh_name_lookups).
 """
 
 from __future__ import annotations
@@ -27,6 +34,20 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.ioloop import PeriodicCallback
+
+
+def fresh_name_lookups() -> None:
+    """aiohttp's system resolver (getaddrinfo in a thread, which asks Docker's DNS each
+    time) instead of aiodns; TCPConnector reads the default when it is made."""
+    try:
+        import aiohttp.connector
+        import aiohttp.resolver
+    except ImportError:
+        return
+    aiohttp.connector.DefaultResolver = aiohttp.resolver.ThreadedResolver  # type: ignore[misc]
+
+
+fresh_name_lookups()
 
 SETTING = "gpuhub_busy_last_activity"
 KEEP_SETTING = "gpuhub_keep_last_activity"  # the warning's "Keep it running"

@@ -299,6 +299,25 @@ def test_a_hub_restart_keeps_every_service_and_kernel(
     assert client.execute(name, kernel, "print(x + 1)").stdout.strip() == "42"
 
 
+def test_running_servers_reach_a_recreated_hub(host: TestHost, users: list[HubClient]) -> None:
+    """A site.yml run that recreates the hub's container gives it a new address on each
+    user's network: a server that kept running asks the hub for a token it has not seen
+    within a minute (c-ares kept the old address for Docker DNS's 600 s)."""
+    client = users[0]
+    name = client.username or ""
+    client.start_server(name, timeout=300)
+    host.run("docker", "rm", "-f", host.hub)
+    ok(host.playbook("molecule/cluster/converge.yml"))
+    client.create_token("after the hub was recreated")  # one the server has not seen
+    deadline = time.monotonic() + 60
+    while True:
+        status = client.api("GET", f"/user/{name}/api/status", timeout=10).status_code
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert status == 200
+
+
 DOCKER_API_PORT = 2375  # Docker's TCP API, were an admin to open it: a listener of ours
 
 
